@@ -1,0 +1,403 @@
+"""Settings: environment plus Vault-rendered secret files, validated once at start-up.
+
+Why one loader instead of scattered ``os.environ`` reads: the original worker looked keys up in three
+places at call time, printed env fallbacks and discovered a missing key only when a workflow ran. Here
+every variable is declared once (name, default, whether it is secret), parsed into one typed object
+before anything connects, and a missing or malformed value stops start-up naming the variable, never
+its value.
+
+Sources and precedence (documented in docs/configuration.md):
+
+1. ``SECRETS_DIR`` (default ``/vault/secrets``): every regular file in it is parsed for lines
+   ``export NAME="value"`` (the Vault agent template format; ``NAME=value`` works too).
+2. The process environment.
+
+By default a value from a secret file wins over the environment, so a stale ``env:`` entry in a chart
+cannot shadow the secret Vault rotated. ``SECRETS_PRECEDENCE=env`` reverses that for operators who
+override secrets locally.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+DEFAULT_SECRETS_DIR = "/vault/secrets"
+DEFAULT_PEPPER_VARIABLE = "ALGA_AUTH_KEY"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed. ``variables`` names them; no value is ever included."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        self.variables = [name for name, _ in problems]
+        lines = [f"  {name}: {reason}" for name, reason in problems]
+        super().__init__("invalid configuration:\n" + "\n".join(lines))
+
+
+class EmailProvider(StrEnum):
+    RESEND = "resend"
+    SMTP = "smtp"
+    OUTBOX = "outbox"
+
+
+class SecretsPrecedence(StrEnum):
+    FILES = "files"
+    ENV = "env"
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable the worker reads: the single source for docs, chart and checks."""
+
+    name: str
+    field: str
+    default: str | None
+    secret: bool
+    meaning: str
+
+
+# Every variable the worker reads, besides the TEMPORAL_* connection variables that
+# ``temporalio.envconfig`` reads (listed in TEMPORAL_VARIABLES). Order is the order of the docs.
+VARIABLES: tuple[Variable, ...] = (
+    Variable("TEMPORAL_TASK_QUEUE", "task_queue", "tenant-workflows", False,
+             "Task queue the worker polls and the CLI starts workflows on."),
+    Variable("DATABASE_URL", "database_url", None, True,
+             "PostgreSQL URL for the worker's writes. Overrides the DB_* variables when set."),
+    Variable("DB_HOST", "db_host", None, False, "PostgreSQL host (used when DATABASE_URL is unset)."),
+    Variable("DB_PORT", "db_port", "5432", False, "PostgreSQL port."),
+    Variable("DB_NAME_SERVER", "db_name", "server", False, "Alga PSA database name."),
+    Variable("DB_USER_ADMIN", "db_user_admin", "postgres", False,
+             "Role the worker writes with (Alga provisioning needs the admin role, as before)."),
+    Variable("DB_PASSWORD_ADMIN", "db_password_admin", None, True, "Password of DB_USER_ADMIN."),
+    Variable("DB_USER_SERVER", "db_user_server", None, False,
+             "Alga web app role; `alga-worker check` verifies it can read what the worker writes."),
+    Variable("DB_PASSWORD_SERVER", "db_password_server", None, True, "Password of DB_USER_SERVER."),
+    Variable("DB_POOL_MIN", "db_pool_min", "1", False, "Minimum connections in the pool."),
+    Variable("DB_POOL_MAX", "db_pool_max", "10", False, "Maximum connections in the pool."),
+    Variable("ALGA_AUTH_KEY", "password_pepper", None, True,
+             "Password pepper shared with the web app (PBKDF2 salt = pepper + salt hex). The variable "
+             "name is set by PASSWORD_PEPPER_VARIABLE. Required: no default pepper."),
+    Variable("PASSWORD_PEPPER_VARIABLE", "password_pepper_variable", DEFAULT_PEPPER_VARIABLE, False,
+             "Name of the variable that holds the pepper (e.g. NEXTAUTH_SECRET for web apps that "
+             "pepper with it)."),
+    Variable("SALT_BYTES", "salt_bytes", "12", False, "Random salt length in bytes."),
+    Variable("ITERATIONS", "iterations", "10000", False, "PBKDF2 iterations."),
+    Variable("KEY_LENGTH", "key_length", "64", False, "PBKDF2 derived key length in bytes."),
+    Variable("ALGORITHM", "algorithm", "sha512", False, "PBKDF2 digest: sha512 or sha256."),
+    Variable("INTERNAL_API_SHARED_SECRET", "internal_api_shared_secret", None, True,
+             "Sent as X-Internal-Secret on calls to nm-store's internal API."),
+    Variable("NMSTORE_BASE_URL", "nmstore_base_url", None, False,
+             "nm-store base URL for checkout-session status updates."),
+    Variable("APPLICATION_URL", "application_url", "http://localhost:3000", False,
+             "Alga PSA URL used for links in emails."),
+    Variable("EMAIL_PROVIDER", "email_provider", "outbox", False,
+             "resend, smtp or outbox (writes .eml files to EMAIL_OUTBOX_DIR)."),
+    Variable("EMAIL_FROM_ADDRESS", "email_from_address", "noreply@example.com", False,
+             "Sender address."),
+    Variable("EMAIL_FROM_NAME", "email_from_name", "Alga PSA", False, "Sender display name."),
+    Variable("EMAIL_OUTBOX_DIR", "email_outbox_dir", "/tmp/alga-worker-outbox", False,  # noqa: S108
+             "Folder for the outbox provider."),
+    Variable("RESEND_API_KEY", "resend_api_key", None, True,
+             "Resend API key (required when EMAIL_PROVIDER=resend)."),
+    Variable("RESEND_API_URL", "resend_api_url", "https://api.resend.com", False,
+             "Resend API base URL."),
+    Variable("SMTP_HOST", "smtp_host", None, False, "SMTP server (required when EMAIL_PROVIDER=smtp)."),
+    Variable("SMTP_PORT", "smtp_port", "587", False, "SMTP port."),
+    Variable("SMTP_USERNAME", "smtp_username", None, False, "SMTP user."),
+    Variable("SMTP_PASSWORD", "smtp_password", None, True, "SMTP password."),
+    Variable("SMTP_STARTTLS", "smtp_starttls", "true", False, "Use STARTTLS on the SMTP connection."),
+    Variable("MAX_CONCURRENT_ACTIVITIES", "max_concurrent_activities", "20", False,
+             "Activity slots per worker."),
+    Variable("MAX_CONCURRENT_WORKFLOWS", "max_concurrent_workflow_tasks", "20", False,
+             "Workflow-task slots per worker."),
+    Variable("MAX_CACHED_WORKFLOWS", "max_cached_workflows", "500", False,
+             "Sticky workflow cache size."),
+    Variable("WORKFLOW_TASK_POLLERS", "workflow_task_pollers", "10", False,
+             "Workflow-task pollers (the SDK's default 5 halves throughput)."),
+    Variable("ACTIVITY_TASK_POLLERS", "activity_task_pollers", "10", False, "Activity-task pollers."),
+    Variable("GRACEFUL_SHUTDOWN_TIMEOUT", "graceful_shutdown_seconds", "30", False,
+             "Seconds in-flight activities get to finish after SIGTERM."),
+    Variable("ENABLE_HEALTH_CHECK", "enable_health_check", "true", False,
+             "Serve /healthz and /readyz."),
+    Variable("HEALTH_CHECK_PORT", "health_check_port", "8080", False, "Health server port."),
+    Variable("HEALTH_CHECK_HOST", "health_check_host", "0.0.0.0", False,  # noqa: S104
+             "Health server bind address."),
+    Variable("METRICS_PORT", "metrics_port", "9464", False,
+             "Prometheus port (0 disables metrics)."),
+    Variable("LOG_LEVEL", "log_level", "info", False, "debug, info, warning or error."),
+    Variable("LOG_FORMAT", "log_format", "json", False, "json (production) or console."),
+    Variable("NODE_ENV", "environment", "production", False,
+             "Deployment environment label (name kept from the original chart); added to logs and "
+             "metrics."),
+    Variable("BUILD_ID", "build_id", "dev", False,
+             "Build identifier (git sha) reported by healthCheckWorkflow and logs."),
+    Variable("SECRETS_DIR", "secrets_dir", DEFAULT_SECRETS_DIR, False,
+             "Folder of Vault-rendered `export NAME=\"value\"` files."),
+    Variable("SECRETS_PRECEDENCE", "secrets_precedence", "files", False,
+             "files (secret files win over env) or env."),
+)
+
+# Read by temporalio.envconfig (through ``override_env_vars``, so secret files count for them too).
+TEMPORAL_VARIABLES: tuple[Variable, ...] = (
+    Variable("TEMPORAL_ADDRESS", "", "localhost:7233", False, "Temporal frontend host:port."),
+    Variable("TEMPORAL_NAMESPACE", "", "default", False, "Temporal namespace."),
+    Variable("TEMPORAL_API_KEY", "", None, True, "API key (Temporal Cloud); turns TLS on."),
+    Variable("TEMPORAL_TLS", "", None, False, "true/false: force TLS on or off."),
+    Variable("TEMPORAL_TLS_CLIENT_CERT_PATH", "", None, False, "mTLS client certificate file."),
+    Variable("TEMPORAL_TLS_CLIENT_KEY_PATH", "", None, False, "mTLS client key file."),
+    Variable("TEMPORAL_TLS_SERVER_CA_CERT_PATH", "", None, False, "CA bundle for the server."),
+    Variable("TEMPORAL_TLS_SERVER_NAME", "", None, False, "Server name to verify (SNI)."),
+)
+
+_BY_NAME = {v.name: v for v in VARIABLES}
+
+
+def read_secret_files(directory: Path) -> dict[str, str]:
+    """Parse Vault agent output: ``export NAME="value"`` (or ``NAME=value``) lines in every file.
+
+    Shell quoting is honoured with ``shlex`` so values with spaces, ``$`` or quotes survive exactly
+    as the template wrote them. Comments and blank lines are ignored. Files are read in name order,
+    so a later file wins on a repeated name.
+    """
+    values: dict[str, str] = {}
+    if not directory.is_dir():
+        return values
+    for path in sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")):
+        for line_no, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                tokens = shlex.split(line, comments=True)
+            except ValueError as err:
+                raise ConfigError([(f"{path.name}:{line_no}", f"unparseable line ({err})")]) from None
+            if tokens and tokens[0] == "export":
+                tokens = tokens[1:]
+            if len(tokens) != 1 or "=" not in tokens[0]:
+                raise ConfigError([(f"{path.name}:{line_no}", "expected export NAME=\"value\"")])
+            name, _, value = tokens[0].partition("=")
+            if not name.isidentifier():
+                raise ConfigError([(f"{path.name}:{line_no}", "invalid variable name")])
+            values[name] = value
+    return values
+
+
+def merged_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment with secret files folded in, by the configured precedence."""
+    env = dict(os.environ if environ is None else environ)
+    secrets_dir = Path(env.get("SECRETS_DIR", DEFAULT_SECRETS_DIR))
+    files = read_secret_files(secrets_dir)
+    precedence = env.get("SECRETS_PRECEDENCE", SecretsPrecedence.FILES.value)
+    if precedence == SecretsPrecedence.ENV.value:
+        return {**files, **env}
+    return {**env, **files}
+
+
+class Settings(BaseModel):
+    """The worker's whole configuration. Built by :func:`load_settings`, never from raw env."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task_queue: str = Field(min_length=1, max_length=200)
+    database_url: SecretStr | None = None
+    db_host: str | None = None
+    db_port: int = Field(ge=1, le=65535)
+    db_name: str = Field(min_length=1)
+    db_user_admin: str = Field(min_length=1)
+    db_password_admin: SecretStr | None = None
+    db_user_server: str | None = None
+    db_password_server: SecretStr | None = None
+    db_pool_min: int = Field(ge=0, le=100)
+    db_pool_max: int = Field(ge=1, le=200)
+
+    password_pepper: SecretStr
+    password_pepper_variable: str
+    salt_bytes: int = Field(ge=8, le=64)
+    iterations: int = Field(ge=1000, le=10_000_000)
+    key_length: int = Field(ge=16, le=128)
+    algorithm: Literal["sha512", "sha256"]
+
+    internal_api_shared_secret: SecretStr | None = None
+    nmstore_base_url: AnyHttpUrl | None = None
+    application_url: AnyHttpUrl
+
+    email_provider: EmailProvider
+    email_from_address: str = Field(pattern=r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
+    email_from_name: str = Field(min_length=1, max_length=200)
+    email_outbox_dir: Path
+    resend_api_key: SecretStr | None = None
+    resend_api_url: AnyHttpUrl
+    smtp_host: str | None = None
+    smtp_port: int = Field(ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool
+
+    max_concurrent_activities: int = Field(ge=1, le=1000)
+    max_concurrent_workflow_tasks: int = Field(ge=2, le=1000)
+    max_cached_workflows: int = Field(ge=0, le=100_000)
+    workflow_task_pollers: int = Field(ge=2, le=200)
+    activity_task_pollers: int = Field(ge=1, le=200)
+    graceful_shutdown_seconds: float = Field(ge=0, le=3600)
+
+    enable_health_check: bool
+    health_check_port: int = Field(ge=0, le=65535)
+    health_check_host: str
+    metrics_port: int = Field(ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"]
+    log_format: Literal["json", "console"]
+    environment: str = Field(min_length=1, max_length=64)
+    build_id: str = Field(min_length=1, max_length=128)
+    secrets_dir: Path
+    secrets_precedence: SecretsPrecedence
+
+    # Connection arguments for temporalio.client.Client.connect, from envconfig (not a variable).
+    temporal_connect: dict[str, Any] = Field(default_factory=dict, repr=False)
+
+    @field_validator("log_level", "email_provider", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def graceful_shutdown_timeout(self) -> timedelta:
+        return timedelta(seconds=self.graceful_shutdown_seconds)
+
+    @property
+    def temporal_address(self) -> str:
+        return str(self.temporal_connect.get("target_host", "localhost:7233"))
+
+    @property
+    def temporal_namespace(self) -> str:
+        return str(self.temporal_connect.get("namespace", "default"))
+
+    def admin_conninfo(self) -> str:
+        """libpq URL for the worker's own writes (DATABASE_URL, else DB_* with the admin role)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return _build_url(self.db_host or "", self.db_port, self.db_name, self.db_user_admin,
+                          self.db_password_admin)
+
+    def server_conninfo(self) -> str | None:
+        """libpq URL of the web app's role, when configured (checked, never written with)."""
+        if not self.db_user_server or self.db_host is None:
+            return None
+        return _build_url(self.db_host, self.db_port, self.db_name, self.db_user_server,
+                          self.db_password_server)
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret value, for the log redaction filter."""
+        found: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                found.append(value.get_secret_value())
+        api_key = self.temporal_connect.get("api_key")
+        if api_key:
+            found.append(str(api_key))
+        return found
+
+
+def _build_url(host: str, port: int, db: str, user: str, password: SecretStr | None) -> str:
+    auth = quote(user, safe="")
+    if password is not None:
+        auth += ":" + quote(password.get_secret_value(), safe="")
+    if host.startswith("/"):  # a Unix socket directory
+        return f"postgresql://{auth}@/{quote(db, safe='')}?host={quote(host, safe='/')}&port={port}"
+    return f"postgresql://{auth}@{host}:{port}/{quote(db, safe='')}"
+
+
+def variable_names(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every variable name the settings module reads, with the pepper's configured name."""
+    env = merged_environment(environ) if environ is not None else {}
+    pepper = env.get("PASSWORD_PEPPER_VARIABLE", DEFAULT_PEPPER_VARIABLE)
+    names = [v.name for v in VARIABLES]
+    names[names.index("ALGA_AUTH_KEY")] = pepper
+    return names + [v.name for v in TEMPORAL_VARIABLES]
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read env and secret files once; raise :class:`ConfigError` naming every bad variable."""
+    env = merged_environment(environ)
+    pepper_variable = env.get("PASSWORD_PEPPER_VARIABLE", DEFAULT_PEPPER_VARIABLE)
+    raw: dict[str, Any] = {}
+    field_to_var: dict[str, str] = {}
+    for var in VARIABLES:
+        name = pepper_variable if var.field == "password_pepper" else var.name
+        field_to_var[var.field] = name
+        value = env.get(name)
+        if value is None or value == "":
+            value = var.default
+        if value is not None:
+            raw[var.field] = value
+    problems = _cross_checks(raw, field_to_var)
+    try:
+        raw["temporal_connect"] = _temporal_connect_config(env)
+    except Exception as err:  # envconfig raises plain errors for unreadable cert files
+        problems.append(("TEMPORAL_*", f"{type(err).__name__}: cannot load connection config"))
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as err:
+        for item in err.errors(include_input=False, include_url=False):
+            loc = item["loc"][0] if item["loc"] else ""
+            message = item["msg"]
+            var_name = field_to_var.get(str(loc), str(loc))
+            reason = "required but not set" if item["type"] == "missing" else message
+            problems.append((var_name, reason))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _cross_checks(raw: Mapping[str, Any], field_to_var: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Rules that span variables, checked on the raw values so all problems are reported at once."""
+    problems: list[tuple[str, str]] = []
+    if not raw.get("database_url") and not raw.get("db_host"):
+        problems.append(("DB_HOST", "required when DATABASE_URL is unset"))
+    try:
+        if int(raw.get("db_pool_min", 0)) > int(raw.get("db_pool_max", 0)):
+            problems.append(("DB_POOL_MIN", "must not exceed DB_POOL_MAX"))
+    except ValueError:
+        pass  # reported by field validation
+    provider = str(raw.get("email_provider", "")).lower()
+    if provider == EmailProvider.RESEND.value and not raw.get("resend_api_key"):
+        problems.append(("RESEND_API_KEY", "required when EMAIL_PROVIDER=resend"))
+    if provider == EmailProvider.SMTP.value and not raw.get("smtp_host"):
+        problems.append(("SMTP_HOST", "required when EMAIL_PROVIDER=smtp"))
+    return problems
+
+
+def _temporal_connect_config(env: Mapping[str, str]) -> dict[str, Any]:
+    """Client.connect kwargs from temporalio.envconfig over the merged env (files count too)."""
+    from temporalio.envconfig import ClientConfig
+
+    temporal_env = {k: v for k, v in env.items() if k.startswith("TEMPORAL_")}
+    config = ClientConfig.load_client_connect_config(override_env_vars=temporal_env,
+                                                      disable_file="TEMPORAL_CONFIG_FILE" not in env)
+    config.setdefault("target_host", "localhost:7233")
+    config.setdefault("namespace", "default")
+    return dict(config)
+
+
+def describe_variable(name: str) -> Variable | None:
+    """Look up one variable's declaration (used by the CLI's `check` output and docs tests)."""
+    return _BY_NAME.get(name)
