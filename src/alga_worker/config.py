@@ -401,3 +401,38 @@ def _temporal_connect_config(env: Mapping[str, str]) -> dict[str, Any]:
 def describe_variable(name: str) -> Variable | None:
     """Look up one variable's declaration (used by the CLI's `check` output and docs tests)."""
     return _BY_NAME.get(name)
+
+
+def database_conninfo(environ: Mapping[str, str] | None = None) -> str:
+    """Only the database part of the settings: for `db migrate`, which must not need the pepper."""
+    env = merged_environment(environ)
+    if env.get("DATABASE_URL"):
+        return env["DATABASE_URL"]
+    host = env.get("DB_HOST")
+    if not host:
+        raise ConfigError([("DB_HOST", "required when DATABASE_URL is unset")])
+    try:
+        port = int(env.get("DB_PORT") or "5432")
+    except ValueError:
+        raise ConfigError([("DB_PORT", "must be an integer")]) from None
+    password = env.get("DB_PASSWORD_ADMIN")
+    return _build_url(host, port, env.get("DB_NAME_SERVER") or "server", env.get("DB_USER_ADMIN") or "postgres",
+                      SecretStr(password) if password else None)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What operator commands need: where Temporal is and which queue. No database, no pepper."""
+
+    temporal_connect: dict[str, Any]
+    task_queue: str
+
+
+def load_client_settings(environ: Mapping[str, str] | None = None) -> ClientSettings:
+    env = merged_environment(environ)
+    try:
+        connect = _temporal_connect_config(env)
+    except Exception as err:
+        raise ConfigError([("TEMPORAL_*", f"{type(err).__name__}: cannot load connection config")]) from None
+    return ClientSettings(temporal_connect=connect,
+                          task_queue=env.get("TEMPORAL_TASK_QUEUE") or "tenant-workflows")

@@ -1,0 +1,462 @@
+"""`alga-worker`: run the worker, run it on the embedded stack, check a deployment, operate tenants.
+
+Exit codes are part of the interface (scripts and Kubernetes read them):
+0 ok · 1 worker died / workflow failed · 2 configuration invalid · 3 database unreachable ·
+4 Temporal unreachable · 5 the web app's DB role cannot read the worker's tables · 6 not found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import uuid4
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from alga_worker.config import (
+    ClientSettings,
+    ConfigError,
+    Settings,
+    database_conninfo,
+    load_client_settings,
+    load_settings,
+)
+from alga_worker.models import (
+    WORKFLOW_TYPE_HEALTH_CHECK,
+    WORKFLOW_TYPE_TENANT_CREATION,
+    AdminUserInput,
+    HealthCheckResult,
+    TenantCreationInput,
+    TenantCreationResult,
+    TenantCreationState,
+    dump_wire,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_DB = 3
+EXIT_TEMPORAL = 4
+EXIT_DB_SERVER_ROLE = 5
+EXIT_NOT_FOUND = 6
+
+DEFAULT_DEV_DIR = Path(".dev-stack")
+
+# No pretty tracebacks: they print local variables, and locals can hold secrets.
+app = typer.Typer(help="Alga PSA Temporal worker.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+tenant_app = typer.Typer(help="Start, inspect, cancel and list tenant creations.", no_args_is_help=True)
+db_app = typer.Typer(help="Dev/test database schema.", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(code: int, message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as err:
+        raise _fail(EXIT_CONFIG, str(err)) from None
+
+
+def _client_settings() -> ClientSettings:
+    try:
+        return load_client_settings()
+    except ConfigError as err:
+        raise _fail(EXIT_CONFIG, str(err)) from None
+
+
+async def _client(cs: ClientSettings) -> Any:
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    try:
+        return await Client.connect(**cs.temporal_connect, data_converter=pydantic_data_converter)
+    except Exception as err:
+        raise _fail(EXIT_TEMPORAL, f"cannot reach Temporal at {cs.temporal_connect.get('target_host')}: "
+                                   f"{type(err).__name__}") from None
+
+
+def _setup_logging(settings: Settings) -> None:
+    from alga_worker.runtime.logging import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format, settings.secret_values(),
+                      static={"service": "alga-temporal-worker", "build_id": settings.build_id,
+                              "environment": settings.environment})
+
+
+# ---------------------------------------------------------------- worker
+
+
+@app.command()
+def run() -> None:
+    """Run the worker against the configured Temporal and database until SIGTERM."""
+    settings = _settings()
+    _setup_logging(settings)
+    from alga_worker.runtime.worker import run_worker
+
+    raise typer.Exit(asyncio.run(run_worker(settings)))
+
+
+@app.command()
+def check() -> None:
+    """Check configuration, database and Temporal; the exit code names the first failure."""
+    settings = _settings()
+    out.print(f"[green]✓[/] configuration valid (task queue {settings.task_queue}, "
+              f"email {settings.email_provider.value})")
+
+    async def probe() -> int:
+        from alga_worker.db.pool import ping
+
+        try:
+            version = await ping(settings.admin_conninfo())
+        except Exception as err:
+            err_console.print(f"[red]✗[/] database (admin role): {type(err).__name__}")
+            return EXIT_DB
+        out.print(f"[green]✓[/] database reachable (PostgreSQL {version})")
+        server = settings.server_conninfo()
+        if server is not None:
+            if not await _server_role_can_read(server):
+                err_console.print("[red]✗[/] database: the web app role cannot read tenants/users")
+                return EXIT_DB_SERVER_ROLE
+            out.print("[green]✓[/] web app role can read the worker's tables")
+        from temporalio.client import Client
+
+        try:
+            client = await Client.connect(**settings.temporal_connect)
+            ok = await client.service_client.check_health()
+        except Exception as err:
+            err_console.print(f"[red]✗[/] Temporal at {settings.temporal_address}: {type(err).__name__}")
+            return EXIT_TEMPORAL
+        if not ok:
+            err_console.print(f"[red]✗[/] Temporal at {settings.temporal_address} is not serving")
+            return EXIT_TEMPORAL
+        out.print(f"[green]✓[/] Temporal reachable at {settings.temporal_address} "
+                  f"(namespace {settings.temporal_namespace})")
+        return EXIT_OK
+
+    raise typer.Exit(asyncio.run(probe()))
+
+
+async def _server_role_can_read(conninfo: str) -> bool:
+    from psycopg import AsyncConnection
+
+    try:
+        async with await AsyncConnection.connect(conninfo, connect_timeout=5) as conn:
+            await conn.execute("SELECT 1 FROM tenants LIMIT 1")
+            await conn.execute("SELECT 1 FROM users LIMIT 1")
+        return True
+    except Exception:
+        return False
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the bundled dev/test schema (Alga PSA's own migrations own production)."""
+    try:
+        conninfo = database_conninfo()
+    except ConfigError as err:
+        raise _fail(EXIT_CONFIG, str(err)) from None
+    from alga_worker.db.migrate import migrate
+
+    try:
+        applied = asyncio.run(migrate(conninfo))
+    except Exception as err:
+        raise _fail(EXIT_DB, f"migration failed: {type(err).__name__}: {err}") from None
+    out.print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'schema up to date'}")
+
+
+# ---------------------------------------------------------------- embedded stack
+
+
+def _dev_env(stack: Any) -> None:
+    for key, value in stack.worker_environment(
+        HEALTH_CHECK_PORT=os.environ.get("HEALTH_CHECK_PORT", "8080"),
+        METRICS_PORT=os.environ.get("METRICS_PORT", "9464"),
+        LOG_FORMAT=os.environ.get("LOG_FORMAT", "console"),
+    ).items():
+        os.environ.setdefault(key, value)
+
+
+@app.command()
+def dev(
+    state_dir: Annotated[Path, typer.Option(help="Where the stack keeps its data.")] = DEFAULT_DEV_DIR,
+) -> None:
+    """Run the worker on the embedded stack (Temporal dev server + PostgreSQL) until Ctrl-C."""
+    from alga_worker.runtime.devstack import DevStack
+    from alga_worker.runtime.worker import run_worker
+
+    async def main() -> int:
+        async with DevStack(state_dir.resolve(), ui=True) as stack:
+            _dev_env(stack)
+            settings = _settings()
+            _setup_logging(settings)
+            out.print(f"[bold]Temporal Web UI:[/] {stack.ui_url}")
+            out.print(f"Temporal: {stack.temporal_address}  outbox: {settings.email_outbox_dir}")
+            out.print("Start a tenant in another shell with: "
+                      f"TEMPORAL_ADDRESS={stack.temporal_address} alga-worker tenant create ...")
+            return await run_worker(settings)
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+@app.command()
+def demo(
+    state_dir: Annotated[Path, typer.Option(help="Where the stack keeps its data.")] = DEFAULT_DEV_DIR,
+) -> None:
+    """Provision one demo tenant end to end on the embedded stack and show what was created."""
+    from alga_worker.runtime.devstack import DevStack
+    from alga_worker.runtime.worker import run_worker
+
+    async def main() -> int:
+        async with DevStack(state_dir.resolve()) as stack:
+            _dev_env(stack)
+            os.environ["HEALTH_CHECK_PORT"] = "0"
+            os.environ["METRICS_PORT"] = "0"
+            settings = _settings()
+            stop = asyncio.Event()
+            worker_task = asyncio.create_task(run_worker(settings, stop=stop, install_signal_handlers=False))
+            cs = load_client_settings()
+            client = await _client(cs)
+            suffix = time.strftime("%Y%m%d%H%M%S")
+            request = TenantCreationInput(
+                tenant_name=f"Demo MSP {suffix}",
+                admin_user=AdminUserInput(first_name="Dana", last_name="Demo",
+                                          email=f"dana+{suffix}@demo-msp.example.com"),
+                client_name=f"Demo MSP {suffix} LLC",
+                license_count=5,
+            )
+            handle = await client.start_workflow(
+                WORKFLOW_TYPE_TENANT_CREATION, dump_wire(request), id=f"tenant-creation-demo-{suffix}",
+                task_queue=cs.task_queue, execution_timeout=_minutes(10), result_type=TenantCreationResult,
+            )
+            try:
+                result = await _follow(handle)
+            finally:
+                stop.set()
+                await worker_task
+            _print_result(result, settings)
+            return EXIT_OK
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+def _minutes(n: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(minutes=n)
+
+
+# ---------------------------------------------------------------- tenant operations
+
+
+@tenant_app.command("create")
+def tenant_create(
+    name: Annotated[str, typer.Option("--name", help="Tenant (MSP) name.")],
+    admin_email: Annotated[str, typer.Option(help="Admin user's email.")],
+    admin_first_name: Annotated[str, typer.Option(help="Admin user's first name.")],
+    admin_last_name: Annotated[str, typer.Option(help="Admin user's last name.")],
+    client_name: Annotated[str | None, typer.Option(help="Default client name (defaults to --name).")] = None,
+    license_count: Annotated[int | None, typer.Option(help="Licensed internal users.")] = None,
+    workflow_id: Annotated[str | None, typer.Option(help="Workflow id (default: generated).")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow progress until it finishes.")] = True,
+) -> None:
+    """Start tenantCreationWorkflow."""
+    from pydantic import ValidationError
+
+    try:
+        request = TenantCreationInput(
+            tenant_name=name, client_name=client_name, license_count=license_count,
+            admin_user=AdminUserInput(first_name=admin_first_name, last_name=admin_last_name, email=admin_email),
+        )
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                             for e in err.errors(include_input=False, include_url=False))
+        raise _fail(EXIT_CONFIG, f"invalid input: {problems}") from None
+    cs = _client_settings()
+
+    async def main() -> int:
+        client = await _client(cs)
+        wf_id = workflow_id or f"tenant-creation-{int(time.time() * 1000)}-{uuid4().hex[:9]}"
+        handle = await client.start_workflow(
+            WORKFLOW_TYPE_TENANT_CREATION, dump_wire(request), id=wf_id, task_queue=cs.task_queue,
+            execution_timeout=_minutes(60), run_timeout=_minutes(30),
+            result_type=TenantCreationResult,
+        )
+        out.print(f"started [bold]{wf_id}[/]")
+        if not wait:
+            return EXIT_OK
+        try:
+            result = await _follow(handle)
+        except _WorkflowFailed as failure:
+            err_console.print(f"[red]✗[/] {failure}")
+            return EXIT_FAILED
+        _print_result(result, None)
+        return EXIT_OK
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+class _WorkflowFailed(Exception):
+    pass
+
+
+async def _follow(handle: Any) -> TenantCreationResult:
+    """Show progress from getState while waiting for the result."""
+    from rich.progress import BarColumn, Progress, TextColumn
+    from temporalio.client import WorkflowFailureError
+
+    result_task = asyncio.create_task(handle.result())
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  console=err_console, transient=True) as progress:
+        bar = progress.add_task("starting", total=100)
+        while not result_task.done():
+            try:
+                state = await handle.query("getState", result_type=TenantCreationState)
+                progress.update(bar, completed=state.progress, description=state.step.value)
+            except Exception:  # noqa: S110 - the query races workflow start/finish; the result decides
+                pass
+            await asyncio.wait({result_task}, timeout=0.25)
+    try:
+        result: TenantCreationResult = await result_task
+        return result
+    except WorkflowFailureError as err:
+        cause = err.cause
+        raise _WorkflowFailed(f"{getattr(cause, 'type', None) or type(cause).__name__}: {cause}") from err
+
+
+def _print_result(result: TenantCreationResult, settings: Settings | None) -> None:
+    table = Table(title="Tenant created", show_header=False)
+    table.add_row("tenant id", result.tenant_id)
+    table.add_row("client id", result.client_id)
+    table.add_row("admin user id", result.admin_user_id)
+    table.add_row("admin email", result.admin_email)
+    table.add_row("welcome email", f"{'sent' if result.email_sent else 'NOT sent'} "
+                                   f"({result.email_provider or '-'}: {result.email_destination or '-'})")
+    for name, outcome in result.outcomes.items():
+        rows = ", ".join(f"{t} {n}" for t, n in outcome.rows.items())
+        table.add_row(name, f"{outcome.status.value}" + (f" — {rows}" if rows else "")
+                      + (f" ({outcome.detail})" if outcome.detail else ""))
+    out.print(table)
+
+
+@tenant_app.command("status")
+def tenant_status(workflow_id: str) -> None:
+    """Show a tenant creation's execution status and its getState answer."""
+    cs = _client_settings()
+
+    async def main() -> int:
+        from temporalio.service import RPCError
+
+        client = await _client(cs)
+        handle = client.get_workflow_handle(workflow_id)
+        try:
+            desc = await handle.describe()
+        except RPCError:
+            err_console.print(f"no workflow {workflow_id}")
+            return EXIT_NOT_FOUND
+        doc: dict[str, Any] = {"workflowId": workflow_id, "status": desc.status.name if desc.status else None,
+                               "started": desc.start_time.isoformat() if desc.start_time else None}
+        try:
+            state = await handle.query("getState", result_type=TenantCreationState)
+            doc["state"] = dump_wire(state)
+        except Exception as err:
+            doc["state"] = f"unavailable ({type(err).__name__})"
+        out.print_json(json.dumps(doc))
+        return EXIT_OK
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+@tenant_app.command("cancel")
+def tenant_cancel(
+    workflow_id: str,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the failure).")] = "cancelled by operator",
+    by: Annotated[str, typer.Option(help="Who cancels.")] = os.environ.get("USER", "operator"),
+) -> None:
+    """Signal `cancel`: the workflow stops before its next step and removes what it created."""
+    cs = _client_settings()
+
+    async def main() -> int:
+        from temporalio.service import RPCError
+
+        client = await _client(cs)
+        try:
+            await client.get_workflow_handle(workflow_id).signal("cancel", {"reason": reason, "cancelledBy": by})
+        except RPCError as err:
+            err_console.print(f"cannot signal {workflow_id}: {err.message}")
+            return EXIT_NOT_FOUND
+        out.print(f"cancel sent to {workflow_id}")
+        return EXIT_OK
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+@tenant_app.command("list")
+def tenant_list(limit: Annotated[int, typer.Option(help="At most this many.")] = 20) -> None:
+    """List recent tenant creations (visibility query)."""
+    cs = _client_settings()
+
+    async def main() -> int:
+        client = await _client(cs)
+        table = Table("workflow id", "status", "started", "closed")
+        async for wf in client.list_workflows(f"WorkflowType='{WORKFLOW_TYPE_TENANT_CREATION}'", limit=limit):
+            table.add_row(wf.id, wf.status.name if wf.status else "?",
+                          wf.start_time.isoformat(timespec="seconds"),
+                          wf.close_time.isoformat(timespec="seconds") if wf.close_time else "")
+        out.print(table)
+        return EXIT_OK
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+@app.command("health-check")
+def health_check(
+    expect_build_id: Annotated[str | None, typer.Option(help="Fail unless this build answered.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a worker.")] = 30.0,
+) -> None:
+    """Run healthCheckWorkflow through Temporal: proves a worker polls the queue and reaches its DB."""
+    cs = _client_settings()
+
+    async def main() -> int:
+        from datetime import timedelta
+
+        client = await _client(cs)
+        try:
+            result: HealthCheckResult = await client.execute_workflow(
+                WORKFLOW_TYPE_HEALTH_CHECK, id=f"health-check-{int(time.time() * 1000)}-{uuid4().hex[:6]}",
+                task_queue=cs.task_queue, execution_timeout=timedelta(seconds=timeout),
+                result_type=HealthCheckResult,
+            )
+        except Exception as err:
+            err_console.print(f"[red]✗[/] health check failed: {type(err).__name__}: {err}")
+            return EXIT_FAILED
+        out.print_json(json.dumps(dump_wire(result)))
+        if expect_build_id and result.build_id != expect_build_id:
+            err_console.print(f"[red]✗[/] answered by build {result.build_id}, expected {expect_build_id}")
+            return EXIT_FAILED
+        return EXIT_OK
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,257 @@
+"""SQL that provisions one tenant: every statement is idempotent, all run in one transaction.
+
+Why one transaction: a tenant without its roles, or an admin without the Admin role, is a broken
+tenant that support has to repair by hand. Either everything below exists, or nothing does.
+
+Why idempotent statements: Temporal retries an activity whose completion it did not see (worker
+killed after COMMIT). The ids are minted by the workflow, so a retry finds its own rows and inserts
+nothing new ("insert where missing", keyed on the natural or minted key). No statement relies on
+catching an error inside the transaction (the original's B3 bug: one failed INSERT silently aborted
+the rest).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+
+from alga_worker.db import onboarding_catalog as catalog
+
+# Tables holding rows of one tenant, children before parents: the order removal must follow.
+TENANT_TABLES_DELETE_ORDER: tuple[str, ...] = (
+    "tag_mappings",
+    "tag_definitions",
+    "user_roles",
+    "role_permissions",
+    "users",
+    "roles",
+    "permissions",
+    "contacts",
+    "tenant_companies",
+    "client_locations",
+    "clients",
+    "tax_rates",
+    "tax_regions",
+    "tenant_email_settings",
+    "tenant_settings",
+    "tenants",
+)
+
+
+class DuplicateAdminEmail(Exception):
+    """The admin email already belongs to an internal user (any tenant): SSO needs it unique."""
+
+
+class TenantConflict(Exception):
+    """The minted or adopted tenant id exists with another name: refuse to write into it."""
+
+
+@dataclass(frozen=True)
+class TenantRows:
+    tenant_id: UUID
+    client_id: UUID
+    location_id: UUID
+    admin_user_id: UUID
+    tenant_name: str
+    client_name: str
+    admin_email: str
+    admin_first_name: str
+    admin_last_name: str
+    license_count: int | None
+
+
+async def lock_email(conn: AsyncConnection[DictRow], email: str) -> None:
+    """Serialise concurrent provisionings of one email (cross-tenant uniqueness has no constraint)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", ("admin-email:" + email,))
+
+
+async def find_internal_user_by_email(conn: AsyncConnection[DictRow], email: str,
+                                      *, except_user_id: UUID | None = None) -> DictRow | None:
+    cur = await conn.execute(
+        "SELECT tenant, user_id FROM users WHERE lower(email) = lower(%s) AND user_type = 'internal'"
+        " AND (%s::uuid IS NULL OR user_id <> %s::uuid) LIMIT 1",
+        (email, except_user_id, except_user_id),
+    )
+    return await cur.fetchone()
+
+
+async def upsert_tenant(conn: AsyncConnection[DictRow], rows: TenantRows) -> bool:
+    """Insert the tenant row; True when this call created it."""
+    cur = await conn.execute(
+        "INSERT INTO tenants (tenant, client_name, email, licensed_user_count, last_license_update,"
+        " created_at, updated_at)"
+        " VALUES (%(t)s, %(name)s, %(email)s, %(lic)s, CASE WHEN %(lic)s::int IS NULL THEN NULL ELSE now() END,"
+        " now(), now())"
+        " ON CONFLICT (tenant) DO NOTHING RETURNING tenant",
+        {"t": rows.tenant_id, "name": rows.tenant_name, "email": rows.admin_email, "lic": rows.license_count},
+    )
+    created = await cur.fetchone() is not None
+    if not created:
+        cur = await conn.execute("SELECT client_name FROM tenants WHERE tenant = %s", (rows.tenant_id,))
+        existing = await cur.fetchone()
+        if existing is None or existing["client_name"] != rows.tenant_name:
+            raise TenantConflict(f"tenant {rows.tenant_id} exists with another name")
+    return created
+
+
+async def upsert_default_client(conn: AsyncConnection[DictRow], rows: TenantRows) -> None:
+    """The MSP's own client record, its main location and the tenant's default-client link."""
+    properties = json.dumps({"type": "msp", "is_system_client": True, "created_by": "tenant_setup"})
+    await conn.execute(
+        "INSERT INTO clients (client_id, tenant, client_name, client_type, is_inactive, properties,"
+        " created_at, updated_at)"
+        " VALUES (%s, %s, %s, 'company', false, %s::jsonb, now(), now())"
+        " ON CONFLICT (tenant, client_id) DO NOTHING",
+        (rows.client_id, rows.tenant_id, rows.client_name, properties),
+    )
+    await conn.execute(
+        "INSERT INTO client_locations (location_id, client_id, tenant, location_name, email, phone,"
+        " address_line1, city, country_code, country_name, is_default, is_active, created_at, updated_at)"
+        " VALUES (%s, %s, %s, 'Main Office', %s, '', 'N/A', 'N/A', 'XX', 'Unknown', true, true, now(), now())"
+        " ON CONFLICT (tenant, location_id) DO NOTHING",
+        (rows.location_id, rows.client_id, rows.tenant_id, rows.admin_email),
+    )
+    await conn.execute(
+        "INSERT INTO tenant_companies (tenant, client_id, is_default) VALUES (%s, %s, true)"
+        " ON CONFLICT (tenant, client_id) DO NOTHING",
+        (rows.tenant_id, rows.client_id),
+    )
+
+
+async def upsert_tenant_settings(conn: AsyncConnection[DictRow], tenant_id: UUID) -> None:
+    """Onboarding flags explicitly false (the web app shows its wizard only then), email settings."""
+    await conn.execute(
+        "INSERT INTO tenant_settings (tenant, onboarding_completed, onboarding_skipped, onboarding_data,"
+        " settings, created_at, updated_at) VALUES (%s, false, false, NULL, NULL, now(), now())"
+        " ON CONFLICT (tenant) DO NOTHING",
+        (tenant_id,),
+    )
+    # Alga dropped the unique constraint on tenant_email_settings.tenant in 2025-09: check, don't conflict.
+    await conn.execute(
+        "INSERT INTO tenant_email_settings (tenant, email_provider, fallback_enabled, tracking_enabled,"
+        " created_at, updated_at) SELECT %(t)s, 'resend', true, false, now(), now()"
+        " WHERE NOT EXISTS (SELECT 1 FROM tenant_email_settings WHERE tenant = %(t)s)",
+        {"t": tenant_id},
+    )
+
+
+async def run_onboarding_seeds(conn: AsyncConnection[DictRow], tenant_id: UUID) -> None:
+    """Roles, permissions, grants, default tax region and rate: one set-based statement per table."""
+    roles = catalog.ROLES
+    await conn.execute(
+        "INSERT INTO roles (role_id, tenant, role_name, description, msp, client, created_at, updated_at)"
+        " SELECT gen_random_uuid(), %(t)s, r.name, r.description, r.msp, r.client, now(), now()"
+        " FROM unnest(%(names)s::text[], %(descs)s::text[], %(msp)s::bool[], %(client)s::bool[])"
+        "   AS r(name, description, msp, client)"
+        " WHERE NOT EXISTS (SELECT 1 FROM roles x WHERE x.tenant = %(t)s AND x.role_name = r.name"
+        "   AND x.msp = r.msp AND x.client = r.client)",
+        {"t": tenant_id, "names": [r.name for r in roles], "descs": [r.description for r in roles],
+         "msp": [r.msp for r in roles], "client": [r.client for r in roles]},
+    )
+    perms = catalog.PERMISSIONS
+    await conn.execute(
+        "INSERT INTO permissions (permission_id, tenant, resource, action, msp, client, description,"
+        " created_at)"
+        " SELECT gen_random_uuid(), %(t)s, p.resource, p.action, p.msp, p.client, p.description, now()"
+        " FROM unnest(%(res)s::text[], %(act)s::text[], %(msp)s::bool[], %(client)s::bool[],"
+        "   %(descs)s::text[]) AS p(resource, action, msp, client, description)"
+        " WHERE NOT EXISTS (SELECT 1 FROM permissions x WHERE x.tenant = %(t)s"
+        "   AND x.resource = p.resource AND x.action = p.action AND x.msp = p.msp AND x.client = p.client)",
+        {"t": tenant_id, "res": [p.resource for p in perms], "act": [p.action for p in perms],
+         "msp": [p.msp for p in perms], "client": [p.client for p in perms],
+         "descs": [p.description for p in perms]},
+    )
+    grant_role: list[str] = []
+    grant_msp: list[bool] = []
+    grant_client: list[bool] = []
+    grant_res: list[str] = []
+    grant_act: list[str] = []
+    for grant in catalog.ROLE_GRANTS:
+        for resource, action in grant.permissions:
+            grant_role.append(grant.role.name)
+            grant_msp.append(grant.role.msp)
+            grant_client.append(grant.role.client)
+            grant_res.append(resource)
+            grant_act.append(action)
+    await conn.execute(
+        "INSERT INTO role_permissions (tenant, role_id, permission_id, created_at)"
+        " SELECT %(t)s, r.role_id, p.permission_id, now()"
+        " FROM unnest(%(role)s::text[], %(msp)s::bool[], %(client)s::bool[], %(res)s::text[],"
+        "   %(act)s::text[]) AS g(role_name, msp, client, resource, action)"
+        " JOIN roles r ON r.tenant = %(t)s AND r.role_name = g.role_name AND r.msp = g.msp"
+        "   AND r.client = g.client"
+        " JOIN permissions p ON p.tenant = %(t)s AND p.resource = g.resource AND p.action = g.action"
+        "   AND p.msp = g.msp AND p.client = g.client"
+        " ON CONFLICT (tenant, role_id, permission_id) DO NOTHING",
+        {"t": tenant_id, "role": grant_role, "msp": grant_msp, "client": grant_client,
+         "res": grant_res, "act": grant_act},
+    )
+    region = catalog.DEFAULT_TAX_REGION
+    await conn.execute(
+        "INSERT INTO tax_regions (tenant, region_code, region_name, is_active) VALUES (%s, %s, %s, true)"
+        " ON CONFLICT (tenant, region_code) DO NOTHING",
+        (tenant_id, region["region_code"], region["region_name"]),
+    )
+    rate = catalog.DEFAULT_TAX_RATE
+    await conn.execute(
+        "INSERT INTO tax_rates (tax_rate_id, tenant, tax_percentage, description, start_date, region_code,"
+        " is_active)"
+        " SELECT gen_random_uuid(), %(t)s, %(pct)s, %(desc)s, now(), %(region)s::varchar, true"
+        " WHERE NOT EXISTS (SELECT 1 FROM tax_rates WHERE tenant = %(t)s AND region_code = %(region)s::varchar)",
+        {"t": tenant_id, "pct": rate["tax_percentage"], "desc": rate["description"],
+         "region": rate["region_code"]},
+    )
+
+
+async def upsert_admin_user(conn: AsyncConnection[DictRow], rows: TenantRows, hashed_password: str) -> UUID:
+    """The MSP admin with the Admin role; returns the role id.
+
+    The user id is minted by the workflow run, so a row with it can only come from an earlier attempt
+    of this run, whose password never left that attempt: replacing the hash is safe and is what makes
+    the retry's sealed password the valid one.
+    """
+    cur = await conn.execute(
+        "SELECT role_id FROM roles WHERE tenant = %s AND role_name = %s AND msp AND NOT client",
+        (rows.tenant_id, catalog.MSP_ADMIN_ROLE.name),
+    )
+    role = await cur.fetchone()
+    if role is None:  # cannot happen after run_onboarding_seeds in the same transaction
+        raise RuntimeError("MSP Admin role missing after onboarding seeds")
+    await conn.execute(
+        "INSERT INTO users (user_id, tenant, username, first_name, last_name, email, hashed_password,"
+        " user_type, is_inactive, created_at, updated_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, 'internal', false, now(), now())"
+        " ON CONFLICT (tenant, user_id) DO UPDATE SET hashed_password = EXCLUDED.hashed_password,"
+        " updated_at = now()",
+        (rows.admin_user_id, rows.tenant_id, rows.admin_email, rows.admin_first_name, rows.admin_last_name,
+         rows.admin_email, hashed_password),
+    )
+    await conn.execute(
+        "INSERT INTO user_roles (tenant, user_id, role_id) VALUES (%s, %s, %s)"
+        " ON CONFLICT (tenant, user_id, role_id) DO NOTHING",
+        (rows.tenant_id, rows.admin_user_id, role["role_id"]),
+    )
+    return UUID(str(role["role_id"]))
+
+
+async def count_tenant_rows(conn: AsyncConnection[DictRow], tenant_id: UUID) -> dict[str, int]:
+    """Rows per table for one tenant: the provisioning result and the tests' ground truth."""
+    parts = " UNION ALL ".join(
+        f"SELECT '{table}' AS t, count(*) AS n FROM {table} WHERE tenant = %(t)s"  # noqa: S608 (constant names)
+        for table in TENANT_TABLES_DELETE_ORDER
+    )
+    cur = await conn.execute(parts, {"t": tenant_id})
+    return {str(row["t"]): int(row["n"]) for row in await cur.fetchall()}
+
+
+async def delete_tenant(conn: AsyncConnection[DictRow], tenant_id: UUID) -> dict[str, int]:
+    """Remove every row of one tenant, children first. Idempotent: a second call deletes nothing."""
+    deleted: dict[str, int] = {}
+    for table in TENANT_TABLES_DELETE_ORDER:
+        cur = await conn.execute(f"DELETE FROM {table} WHERE tenant = %s", (tenant_id,))  # noqa: S608
+        deleted[table] = cur.rowcount
+    return deleted
