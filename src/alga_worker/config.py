@@ -187,11 +187,17 @@ def read_secret_files(directory: Path) -> dict[str, str]:
             if not line or line.startswith("#"):
                 continue
             try:
-                tokens = shlex.split(line, comments=True)
+                # comments=False: shlex would cut `pa#ss` at the hash, where a shell keeps it.
+                tokens = shlex.split(line, comments=False)
             except ValueError as err:
                 raise ConfigError([(f"{path.name}:{line_no}", f"unparseable line ({err})")]) from None
             if tokens and tokens[0] == "export":
                 tokens = tokens[1:]
+            # A word starting with '#' after the assignment is a trailing shell comment.
+            for i, token in enumerate(tokens[1:], start=1):
+                if token.startswith("#"):
+                    tokens = tokens[:i]
+                    break
             if len(tokens) != 1 or "=" not in tokens[0]:
                 raise ConfigError([(f"{path.name}:{line_no}", "expected export NAME=\"value\"")])
             name, _, value = tokens[0].partition("=")
@@ -329,7 +335,7 @@ def _build_url(host: str, port: int, db: str, user: str, password: SecretStr | N
 def variable_names(environ: Mapping[str, str] | None = None) -> list[str]:
     """Every variable name the settings module reads, with the pepper's configured name."""
     env = merged_environment(environ) if environ is not None else {}
-    pepper = env.get("PASSWORD_PEPPER_VARIABLE", DEFAULT_PEPPER_VARIABLE)
+    pepper = (env.get("PASSWORD_PEPPER_VARIABLE") or DEFAULT_PEPPER_VARIABLE)
     names = [v.name for v in VARIABLES]
     names[names.index("ALGA_AUTH_KEY")] = pepper
     return names + [v.name for v in TEMPORAL_VARIABLES]
@@ -338,7 +344,7 @@ def variable_names(environ: Mapping[str, str] | None = None) -> list[str]:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read env and secret files once; raise :class:`ConfigError` naming every bad variable."""
     env = merged_environment(environ)
-    pepper_variable = env.get("PASSWORD_PEPPER_VARIABLE", DEFAULT_PEPPER_VARIABLE)
+    pepper_variable = (env.get("PASSWORD_PEPPER_VARIABLE") or DEFAULT_PEPPER_VARIABLE)
     raw: dict[str, Any] = {}
     field_to_var: dict[str, str] = {}
     for var in VARIABLES:

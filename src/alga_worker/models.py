@@ -24,8 +24,10 @@ WORKFLOW_TYPE_TENANT_CREATION = "tenantCreationWorkflow"
 WORKFLOW_TYPE_HEALTH_CHECK = "healthCheckWorkflow"
 
 # Pragmatic address check: an RFC 5321 local part of printable atoms, a dotted domain with a TLD.
-_EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+# Local part: atoms joined by single dots (no leading, trailing or double dot); domain: labels + TLD.
+_EMAIL_RE = re.compile(rf"^{_ATOM}+(?:\.{_ATOM}+)*@{_LABEL}(?:\.{_LABEL})+$")
 
 
 def _clean_text(value: str) -> str:

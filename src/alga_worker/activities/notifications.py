@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from alga_worker import errors
+from alga_worker.activities.heartbeat import heartbeating
 from alga_worker.email.errors import EmailRejected, EmailTemporarilyUnavailable
 from alga_worker.email.message import EmailMessage
 from alga_worker.email.providers import EmailSender
@@ -51,7 +52,8 @@ class NotificationActivities:
         )
         key = f"welcome/{req.tenant_id}/{req.admin_user_id}"
         try:
-            result = await self._sender.send(message, idempotency_key=key)
+            async with heartbeating():
+                result = await self._sender.send(message, idempotency_key=key)
         except EmailRejected as err:
             raise ApplicationError(f"welcome email rejected: {err}", type=errors.EMAIL_REJECTED,
                                    non_retryable=True) from err

@@ -13,6 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from alga_worker import errors
+from alga_worker.activities.heartbeat import heartbeating
 from alga_worker.db import provisioning as sql
 from alga_worker.db.pool import DbPool
 from alga_worker.models import (
@@ -48,7 +49,7 @@ class TenantActivities:
         password = generate_temporary_password()
         # PBKDF2 is CPU work (~10 ms): off the event loop so pollers and heartbeats keep running.
         hashed = await asyncio.to_thread(self._hasher.hash, password)
-        async with self._pool.connection() as conn, conn.transaction():
+        async with heartbeating(), self._pool.connection() as conn, conn.transaction():
             await sql.lock_email(conn, rows.admin_email)
             other = await sql.find_internal_user_by_email(conn, rows.admin_email,
                                                           except_user_id=rows.admin_user_id)

@@ -30,7 +30,12 @@ class Redactor:
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
-        merged = set(self._secrets) | {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
+        merged = set(self._secrets)
+        for secret in secrets:
+            if len(secret) >= MIN_SECRET_LENGTH:
+                # Also the JSON-escaped spelling: a secret with a quote or backslash appears escaped
+                # in a JSON log line, and must be caught there too.
+                merged |= {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
         self._secrets = sorted(merged, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:

@@ -58,6 +58,8 @@ EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=60),
     maximum_attempts=8, non_retryable_error_types=list(errors.NON_RETRYABLE_TYPES),
 )
+# Activities heartbeat every 2 s: a dead worker's attempt is retried elsewhere within this.
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 CLEANUP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 
 # Logical parts reported in getState; the provisioning activity fills the first four at once.
@@ -144,7 +146,8 @@ class TenantCreationWorkflow:
         self._provision_started = True
         provisioned: ProvisionTenantOutput = await self._settled(workflow.start_activity_method(
             TenantActivities.provision_tenant, provision_input,
-            start_to_close_timeout=timedelta(seconds=60), retry_policy=PROVISION_RETRY,
+            start_to_close_timeout=timedelta(seconds=60), heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=PROVISION_RETRY,
         ))
         self._record_provisioned(provisioned)
         self._advance(Step.CREATING_TENANT, 70)
@@ -201,7 +204,8 @@ class TenantCreationWorkflow:
                     tenant_name=req.tenant_name, client_name=req.effective_client_name, admin=req.admin_user,
                     sealed_password=provisioned.sealed_password, seal_binding=binding,
                 ),
-                start_to_close_timeout=timedelta(seconds=60), retry_policy=EMAIL_RETRY,
+                start_to_close_timeout=timedelta(seconds=60), heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                retry_policy=EMAIL_RETRY,
             ))
         except ActivityError as err:
             self._state.email_sent = False

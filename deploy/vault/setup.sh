@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Create (idempotently) everything Vault needs for the temporal-worker chart with vault.enabled:
+#   1. secret/alga-psa/temporal-worker: internal_api_shared_secret, a random 48-byte value
+#      (created once; never replaced, never printed);
+#   2. secret/alga-psa/shared: checks alga_auth_key, postgres_password, db_password_server and
+#      resend_api_key exist. Missing keys are added only from the environment (ALGA_AUTH_KEY,
+#      DB_PASSWORD_ADMIN, DB_PASSWORD_SERVER, RESEND_API_KEY): they must equal what the web app and the
+#      database use, so this script never invents them;
+#   3. the policy from temporal-worker-policy.hcl (written only when it differs);
+#   4. the Kubernetes auth role bound to the worker's service account and namespace (written only
+#      when it differs).
+# Safe to re-run. Secret values go to Vault through stdin only (not argv, not the terminal).
+#
+# Usage: VAULT_ADDR=... VAULT_TOKEN=... deploy/vault/setup.sh
+# Settings (environment): NAMESPACE (msp), SERVICE_ACCOUNT (alga-psa-temporal-worker),
+#   VAULT_ROLE (temporal-worker), VAULT_POLICY (temporal-worker), KV_MOUNT (secret),
+#   K8S_AUTH_PATH (kubernetes), TOKEN_TTL (1h), TOKEN_MAX_TTL (4h).
+set -euo pipefail
+
+NAMESPACE="${NAMESPACE:-msp}"
+SERVICE_ACCOUNT="${SERVICE_ACCOUNT:-alga-psa-temporal-worker}"
+VAULT_ROLE="${VAULT_ROLE:-temporal-worker}"
+VAULT_POLICY="${VAULT_POLICY:-temporal-worker}"
+KV_MOUNT="${KV_MOUNT:-secret}"
+K8S_AUTH_PATH="${K8S_AUTH_PATH:-kubernetes}"
+TOKEN_TTL="${TOKEN_TTL:-1h}"
+TOKEN_MAX_TTL="${TOKEN_MAX_TTL:-4h}"
+
+WORKER_PATH="alga-psa/temporal-worker"
+SHARED_PATH="alga-psa/shared"
+POLICY_FILE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/temporal-worker-policy.hcl"
+
+log() { printf '[vault-setup] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+command -v vault > /dev/null 2>&1 || die "the vault CLI is not on PATH"
+[[ -r "${POLICY_FILE}" ]] || die "policy file ${POLICY_FILE} not found"
+vault token lookup > /dev/null 2>&1 || die "not logged in to Vault (set VAULT_ADDR and VAULT_TOKEN)"
+
+# True if the KV v2 secret at $1 exists (any version).
+kv_exists() { vault kv get -mount="${KV_MOUNT}" "$1" > /dev/null 2>&1; }
+
+# True if the KV v2 secret at $1 has a non-empty key $2.
+kv_has_key() {
+  local value
+  value="$(vault kv get -mount="${KV_MOUNT}" -field="$2" "$1" 2> /dev/null)" || return 1
+  [[ -n "${value}" ]]
+}
+
+# Store key $2 at path $1 with the value read from stdin: patch an existing secret (other keys kept),
+# put a new one.
+kv_store_stdin() {
+  if kv_exists "$1"; then
+    vault kv patch -mount="${KV_MOUNT}" "$1" "$2=-" > /dev/null
+  else
+    vault kv put -mount="${KV_MOUNT}" "$1" "$2=-" > /dev/null
+  fi
+}
+
+# 48 random bytes, base64url without padding: 64 characters, safe in an HTTP header.
+random_secret() { head -c 48 /dev/urandom | base64 | tr -d '\n' | tr '+/' '-_'; }
+
+# 0. The Kubernetes auth method must already be enabled and configured (docs/deployment.md).
+if ! vault auth list 2> /dev/null | grep -q "^${K8S_AUTH_PATH}/"; then
+  die "auth method ${K8S_AUTH_PATH}/ is not enabled: vault auth enable -path=${K8S_AUTH_PATH} kubernetes (see docs/deployment.md)"
+fi
+
+# 1. The worker's own secret.
+if kv_has_key "${WORKER_PATH}" internal_api_shared_secret; then
+  log "${KV_MOUNT}/${WORKER_PATH}: internal_api_shared_secret exists (kept)"
+else
+  random_secret | kv_store_stdin "${WORKER_PATH}" internal_api_shared_secret
+  log "${KV_MOUNT}/${WORKER_PATH}: internal_api_shared_secret created (48 random bytes)"
+  log "  give nm-store the same value (it checks X-Internal-Secret); read it with vault kv get -field"
+fi
+
+# 2. Shared secrets: key -> environment variable that may supply a missing one.
+missing=()
+for pair in alga_auth_key:ALGA_AUTH_KEY postgres_password:DB_PASSWORD_ADMIN \
+            db_password_server:DB_PASSWORD_SERVER resend_api_key:RESEND_API_KEY; do
+  key="${pair%%:*}"
+  var="${pair#*:}"
+  if kv_has_key "${SHARED_PATH}" "${key}"; then
+    log "${KV_MOUNT}/${SHARED_PATH}: ${key} exists (kept)"
+  elif [[ -n "${!var:-}" ]]; then
+    printf '%s' "${!var}" | kv_store_stdin "${SHARED_PATH}" "${key}"
+    log "${KV_MOUNT}/${SHARED_PATH}: ${key} stored from \$${var}"
+  else
+    missing+=("${key} (set \$${var} to add it)")
+  fi
+done
+
+# 3. Policy.
+if [[ "$(vault policy read "${VAULT_POLICY}" 2> /dev/null || true)" == "$(cat "${POLICY_FILE}")" ]]; then
+  log "policy ${VAULT_POLICY}: up to date"
+else
+  vault policy write "${VAULT_POLICY}" "${POLICY_FILE}" > /dev/null
+  log "policy ${VAULT_POLICY}: written"
+fi
+
+# 4. Kubernetes auth role bound to the service account and namespace.
+role_path="auth/${K8S_AUTH_PATH}/role/${VAULT_ROLE}"
+role_field() { vault read -field="$1" "${role_path}" 2> /dev/null || true; }
+if [[ "$(role_field bound_service_account_names)" == "[${SERVICE_ACCOUNT}]" \
+   && "$(role_field bound_service_account_namespaces)" == "[${NAMESPACE}]" \
+   && "$(role_field token_policies)" == "[${VAULT_POLICY}]" ]]; then
+  log "role ${role_path}: up to date"
+else
+  vault write "${role_path}" \
+    bound_service_account_names="${SERVICE_ACCOUNT}" \
+    bound_service_account_namespaces="${NAMESPACE}" \
+    token_policies="${VAULT_POLICY}" \
+    token_ttl="${TOKEN_TTL}" \
+    token_max_ttl="${TOKEN_MAX_TTL}" > /dev/null
+  log "role ${role_path}: written (service account ${NAMESPACE}/${SERVICE_ACCOUNT})"
+fi
+
+if ((${#missing[@]} > 0)); then
+  for item in "${missing[@]}"; do log "MISSING ${KV_MOUNT}/${SHARED_PATH}: ${item}"; done
+  die "${#missing[@]} shared secret(s) missing: the worker's Vault agent cannot render its files"
+fi
+log "done"

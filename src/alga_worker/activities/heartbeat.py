@@ -1,0 +1,33 @@
+"""Heartbeat in the background while an activity awaits I/O.
+
+Why: the workflows give their activities a short ``heartbeat_timeout``, so a worker that dies
+(SIGKILL, node loss) is noticed in seconds instead of after ``start_to_close_timeout``, and its
+activity is retried on another worker. A provisioning transaction that waits on a lock is alive,
+not dead: the background beat says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from temporalio import activity
+
+DEFAULT_INTERVAL_SECONDS = 2.0
+
+
+@contextlib.asynccontextmanager
+async def heartbeating(interval: float = DEFAULT_INTERVAL_SECONDS) -> AsyncIterator[None]:
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
