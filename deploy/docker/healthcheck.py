@@ -18,7 +18,7 @@ def main() -> int:
     port = os.environ.get("HEALTH_CHECK_PORT", "8080") or "8080"
     url = f"http://127.0.0.1:{port}/healthz"
     try:
-        with urllib.request.urlopen(url, timeout=4) as response:  # noqa: S310 - fixed http URL
+        with urllib.request.urlopen(url, timeout=4) as response:
             return 0 if response.status == 200 else 1
     except (urllib.error.URLError, OSError, ValueError):
         return 1

@@ -235,7 +235,7 @@ class Settings(BaseModel):
     db_pool_min: int = Field(ge=0, le=100)
     db_pool_max: int = Field(ge=1, le=200)
 
-    password_pepper: SecretStr
+    password_pepper: SecretStr = Field(min_length=4)  # shorter could not be redacted from logs
     password_pepper_variable: str
     salt_bytes: int = Field(ge=8, le=64)
     iterations: int = Field(ge=1000, le=10_000_000)

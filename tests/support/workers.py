@@ -12,6 +12,7 @@ import contextlib
 import email
 import email.policy
 import re
+import typing
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,16 +41,18 @@ class Gate:
 
 
 def gated(name: str, real: Callable[..., Any], gate: Gate) -> Callable[..., Any]:
-    @activity.defn(name=name)
     async def wrapper(arg: Any) -> Any:
         gate.calls += 1
         gate.entered.set()
         await gate.release.wait()
         return await real(arg)
 
-    # The pydantic converter needs the real parameter and return types to decode the argument.
-    wrapper.__annotations__ = dict(real.__annotations__)
-    return wrapper
+    # The pydantic converter needs the real parameter and return types (resolved, not strings), and
+    # the SDK reads them when the activity is defined: annotate first, then decorate.
+    hints = typing.get_type_hints(real)
+    arg_type = next(v for k, v in hints.items() if k != "return")
+    wrapper.__annotations__ = {"arg": arg_type, "return": hints["return"]}
+    return activity.defn(name=name)(wrapper)
 
 
 @contextlib.asynccontextmanager

@@ -148,8 +148,7 @@ class TenantCreationWorkflow:
             TenantActivities.provision_tenant, provision_input,
             start_to_close_timeout=timedelta(seconds=60), heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=PROVISION_RETRY,
-        ))
-        self._record_provisioned(provisioned)
+        ), record=self._record_provisioned)
         self._advance(Step.CREATING_TENANT, 70)
         self._check_cancel()
 
@@ -244,18 +243,24 @@ class TenantCreationWorkflow:
 
     # ---- helpers ----
 
-    async def _settled(self, handle: Any) -> Any:
+    async def _settled(self, handle: Any, record: Any = None) -> Any:
         """Await an activity so that a Temporal cancel cannot race it.
 
         The handle is shielded: on a cancel request the activity still finishes (its transaction
         commits or not) before compensation runs, so a DELETE can never precede a late COMMIT.
+        ``record`` is called with the result either way, so getState reflects what was written.
         """
         try:
-            return await asyncio.shield(handle)
+            result = await asyncio.shield(handle)
         except asyncio.CancelledError:
             with contextlib.suppress(ActivityError, asyncio.CancelledError):
-                await handle
+                late = await handle
+                if record is not None:
+                    record(late)
             raise
+        if record is not None:
+            record(result)
+        return result
 
     def _check_cancel(self) -> None:
         if self._cancel is not None:
