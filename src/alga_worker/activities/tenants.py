@@ -67,7 +67,7 @@ class TenantActivities:
             await sql.run_onboarding_seeds(conn, rows.tenant_id)
             role_id = await sql.upsert_admin_user(conn, rows, hashed)
             counts = await sql.count_tenant_rows(conn, rows.tenant_id)
-        log.info("tenant provisioned", extra={"tenant_id": str(rows.tenant_id), "created": created,
+        log.info("tenant provisioned", extra={"tenant_id": str(rows.tenant_id), "tenant_created": created,
                                               "rows": sum(counts.values())})
         return ProvisionTenantOutput(
             tenant_id=rows.tenant_id, client_id=rows.client_id, admin_user_id=rows.admin_user_id,

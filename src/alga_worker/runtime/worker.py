@@ -48,6 +48,7 @@ from alga_worker.workflows import WORKFLOWS
 log = logging.getLogger(__name__)
 
 MONITOR_INTERVAL_SECONDS = 5.0
+STARTUP_INTERVAL_SECONDS = 0.2
 EXIT_OK = 0
 EXIT_WORKER_DIED = 1
 
@@ -144,7 +145,9 @@ async def _monitor(state: HealthState, client: Client, pool: DbPool, worker: Wor
             worker_running=worker.is_running and not run_task.done(),
             last_loop_tick=time.monotonic(),
         )
-        await asyncio.sleep(MONITOR_INTERVAL_SECONDS)
+        # Check quickly until the worker is ready (fast readiness on start), then at the normal pace.
+        ready, _ = state.readiness()
+        await asyncio.sleep(MONITOR_INTERVAL_SECONDS if ready or state.draining else STARTUP_INTERVAL_SECONDS)
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None,
