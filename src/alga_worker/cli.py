@@ -319,6 +319,7 @@ async def _follow(handle: Any) -> TenantCreationResult:
     """Show progress from getState while waiting for the result."""
     from rich.progress import BarColumn, Progress, TextColumn
     from temporalio.client import WorkflowFailureError
+    from temporalio.exceptions import ActivityError
 
     result_task = asyncio.create_task(handle.result())
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -335,7 +336,9 @@ async def _follow(handle: Any) -> TenantCreationResult:
         result: TenantCreationResult = await result_task
         return result
     except WorkflowFailureError as err:
-        cause = err.cause
+        cause: BaseException = err.cause
+        while isinstance(cause, ActivityError) and cause.cause is not None:  # show the activity's own error
+            cause = cause.cause
         raise _WorkflowFailed(f"{getattr(cause, 'type', None) or type(cause).__name__}: {cause}") from err
 
 
