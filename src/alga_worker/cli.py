@@ -201,14 +201,15 @@ def dev(
     from alga_worker.runtime.worker import run_worker
 
     async def main() -> int:
-        async with DevStack(state_dir.resolve(), ui=True) as stack:
+        async with DevStack(state_dir.resolve(), ui=True, standard_ports=True) as stack:
             _dev_env(stack)
             settings = _settings()
             _setup_logging(settings)
             out.print(f"[bold]Temporal Web UI:[/] {stack.ui_url}")
             out.print(f"Temporal: {stack.temporal_address}  outbox: {settings.email_outbox_dir}")
-            out.print("Start a tenant in another shell with: "
-                      f"TEMPORAL_ADDRESS={stack.temporal_address} alga-worker tenant create ...")
+            hint = "" if stack.temporal_port == 7233 else f"TEMPORAL_ADDRESS={stack.temporal_address} "
+            out.print(f"Start a tenant in another shell: {hint}.venv/bin/alga-worker tenant create --name 'Acme MSP' "
+                      "--admin-email ada@acme.example --admin-first-name Ada --admin-last-name Lovelace")
             return await run_worker(settings)
 
     raise typer.Exit(asyncio.run(main()))
@@ -348,13 +349,18 @@ def _print_result(result: TenantCreationResult, settings: Settings | None) -> No
     table.add_row("client id", result.client_id)
     table.add_row("admin user id", result.admin_user_id)
     table.add_row("admin email", result.admin_email)
-    table.add_row("welcome email", f"{'sent' if result.email_sent else 'NOT sent'} "
-                                   f"({result.email_provider or '-'}: {result.email_destination or '-'})")
+    table.add_row("welcome email", f"{'sent' if result.email_sent else 'NOT sent'} via {result.email_provider or '-'}")
+    total = 0
     for name, outcome in result.outcomes.items():
         rows = ", ".join(f"{t} {n}" for t, n in outcome.rows.items())
-        table.add_row(name, f"{outcome.status.value}" + (f" — {rows}" if rows else "")
-                      + (f" ({outcome.detail})" if outcome.detail else ""))
+        total += sum(outcome.rows.values())
+        detail = outcome.detail if outcome.detail and name != "welcome_email" else None
+        text = outcome.status.value + (f" — {rows}" if rows else "") + (f" ({detail})" if detail else "")
+        table.add_row(name, text)
     out.print(table)
+    out.print(f"{total} rows written for tenant {result.tenant_id}")
+    if result.email_destination:
+        out.print(f"welcome email: {result.email_destination}", soft_wrap=True)
 
 
 @tenant_app.command("status")

@@ -48,6 +48,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def preferred_port(port: int) -> int:
+    """``port`` when it is free (so `alga-worker tenant ...` finds the dev server by default), else any."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
+
+
 def start_postgres(pgdata: Path, *, cleanup_mode: str = "stop") -> Any:
     """Start embedded PostgreSQL on ``pgdata`` (created if new). Returns the server handle."""
     # platformdirs (used by the package) warns at import when XDG_RUNTIME_DIR is unset.
@@ -74,6 +84,7 @@ class DevStack:
     root: Path
     ui: bool = False
     ephemeral: bool = False
+    standard_ports: bool = False  # 7233/8233 when free: the CLI's defaults reach the dev server
     temporal_port: int | None = None
     ui_port: int | None = None
     env: WorkflowEnvironment | None = field(default=None, init=False)
@@ -87,9 +98,10 @@ class DevStack:
         applied = await migrate(self.database_url)
         if applied:
             log.info("dev schema migrated", extra={"applied": applied})
-        self.temporal_port = self.temporal_port or free_port()
+        pick = preferred_port if self.standard_ports else (lambda _: free_port())
+        self.temporal_port = self.temporal_port or pick(7233)
         if self.ui:
-            self.ui_port = self.ui_port or free_port()
+            self.ui_port = self.ui_port or pick(8233)
         try:
             self.env = await WorkflowEnvironment.start_local(
                 port=self.temporal_port,

