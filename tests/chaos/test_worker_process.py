@@ -178,3 +178,37 @@ async def test_sentinel_secrets_and_the_temporary_password_never_reach_the_outpu
     records = [json.loads(line) for line in output.splitlines() if line.strip()]
     assert records and all({"ts", "level", "logger", "message"} <= r.keys() for r in records)
     assert any(r.get("workflow_id") for r in records if r["message"] == "tenant provisioned")
+
+
+async def test_a_worker_whose_run_dies_exits_1_instead_of_idling(worker_env, tmp_path: Path) -> None:
+    """A fatal worker error (here: a namespace that does not exist) must end the process, so
+    Kubernetes restarts it, instead of a live process that polls nothing (alga-psa#3408)."""
+    worker = start_worker(dict(worker_env, TEMPORAL_NAMESPACE=f"missing-{uuid.uuid4().hex[:6]}"),
+                          tmp_path / "worker.log")
+    try:
+        assert await worker.wait_exit() == 1
+    finally:
+        worker.stop()
+    assert "worker run task ended unexpectedly" in worker.output()
+
+
+def test_unreachable_temporal_exits_4(worker_env) -> None:
+    no_temporal = run_cli(dict(worker_env, TEMPORAL_ADDRESS="127.0.0.1:1", HEALTH_CHECK_PORT="0"), "run")
+    assert no_temporal.returncode == 4
+    assert "cannot connect to Temporal" in no_temporal.stdout
+
+
+
+async def test_not_ready_before_polling_then_exit_3_without_a_database(worker_env, tmp_path: Path) -> None:
+    """The probe server is up before anything connects and says 503 until the worker polls; here it
+    never does (the pool cannot open), and the process exits with the database code."""
+    worker = start_worker(dict(worker_env, DATABASE_URL=f"postgresql://postgres@/postgres?host={tmp_path}/nowhere"),
+                          tmp_path / "worker.log")
+    try:
+        await worker.wait_until("/readyz", 503)
+        code, body = worker.probe("/readyz")
+        assert code == 503 and body["checks"]["worker_polling"] is False
+        assert await worker.wait_exit() == 3
+    finally:
+        worker.stop()
+    assert "cannot open the database pool" in worker.output()

@@ -51,6 +51,8 @@ MONITOR_INTERVAL_SECONDS = 5.0
 STARTUP_INTERVAL_SECONDS = 0.2
 EXIT_OK = 0
 EXIT_WORKER_DIED = 1
+EXIT_DB_UNREACHABLE = 3  # the same codes as `alga-worker check`
+EXIT_TEMPORAL_UNREACHABLE = 4
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -177,8 +179,17 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None,
     resources: WorkerResources | None = None
     try:
         runtime = build_runtime(settings)
-        client = await connect_client(settings, runtime)
-        resources = await build_resources(settings)
+        try:
+            client = await connect_client(settings, runtime)
+        except Exception as err:
+            log.error("cannot connect to Temporal", extra={"temporal": settings.temporal_address,
+                                                           "error": f"{type(err).__name__}: {err}"})
+            return EXIT_TEMPORAL_UNREACHABLE
+        try:
+            resources = await build_resources(settings)
+        except Exception as err:  # the pool's timeout, a refused connection, bad credentials
+            log.error("cannot open the database pool", extra={"error": type(err).__name__})
+            return EXIT_DB_UNREACHABLE
         worker = build_worker(client, settings, resources.activities)
         run_task = asyncio.create_task(worker.run(), name="temporal-worker")
         monitor = asyncio.create_task(_monitor(state, client, resources.pool, worker, run_task))
