@@ -202,9 +202,9 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None,
         if run_task.done():
             stop_wait.cancel()
             monitor.cancel()
-            err = run_task.exception() if not run_task.cancelled() else None
-            state.update(run_task_died=True, worker_running=False, detail=f"worker stopped: {err!r}")
-            log.error("worker run task ended unexpectedly", exc_info=err)
+            failure = run_task.exception() if not run_task.cancelled() else None
+            state.update(run_task_died=True, worker_running=False, detail=f"worker stopped: {failure!r}")
+            log.error("worker run task ended unexpectedly", exc_info=failure)
             return EXIT_WORKER_DIED
         state.update(draining=True)
         started = time.monotonic()
