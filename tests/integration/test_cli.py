@@ -95,3 +95,13 @@ async def test_db_migrate_is_idempotent(worker_env) -> None:
     code, out, err = await cli(worker_env, "db", "migrate")
     assert code == 0, err
     assert "schema up to date" in out
+
+
+async def test_demo_provisions_a_tenant_on_its_own_embedded_stack(tmp_path) -> None:
+    """The README's first command (`make demo` runs exactly this), on a fresh state folder."""
+    code, out, err = await cli({}, "demo", "--state-dir", str(tmp_path / "demo-stack"))
+    assert code == 0, err
+    assert "Tenant created" in out
+    assert "465 rows written for tenant" in out
+    outbox_file = re.search(r"welcome email: (\S+\.eml)", out)
+    assert outbox_file and (tmp_path / "demo-stack" / "outbox").exists()
