@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -114,8 +115,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("EMAIL_FROM_ADDRESS", "email_from_address", "noreply@example.com", False,
              "Sender address."),
     Variable("EMAIL_FROM_NAME", "email_from_name", "Alga PSA", False, "Sender display name."),
-    Variable("EMAIL_OUTBOX_DIR", "email_outbox_dir", "/tmp/alga-worker-outbox", False,  # noqa: S108
-             "Folder for the outbox provider."),
+    Variable("EMAIL_OUTBOX_DIR", "email_outbox_dir", None, False,
+             "Folder for the outbox provider; unset: alga-worker-outbox in the system temp dir."),
     Variable("RESEND_API_KEY", "resend_api_key", None, True,
              "Resend API key (required when EMAIL_PROVIDER=resend)."),
     Variable("RESEND_API_URL", "resend_api_url", "https://api.resend.com", False,
@@ -355,6 +356,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             value = var.default
         if value is not None:
             raw[var.field] = value
+    # The system temp dir (TMPDIR, /tmp in the image: the one writable path on a read-only root).
+    raw.setdefault("email_outbox_dir", str(Path(tempfile.gettempdir()) / "alga-worker-outbox"))
     problems = _cross_checks(raw, field_to_var)
     try:
         raw["temporal_connect"] = _temporal_connect_config(env)

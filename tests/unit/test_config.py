@@ -571,3 +571,10 @@ def test_database_conninfo_errors_name_the_variable(secrets_dir: Path) -> None:
         database_conninfo({"SECRETS_DIR": str(secrets_dir), "DB_HOST": "h", "DB_PORT": "SENTINEL-port"})
     assert info.value.variables == ["DB_PORT"]
     assert "SENTINEL" not in str(info.value)
+
+
+def test_outbox_dir_defaults_to_the_system_temp_dir(base_env: dict[str, str]) -> None:
+    import tempfile
+
+    settings = load_settings(base_env)
+    assert settings.email_outbox_dir == Path(tempfile.gettempdir()) / "alga-worker-outbox"
