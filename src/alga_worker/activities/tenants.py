@@ -40,37 +40,31 @@ class TenantActivities:
         The temporary password is generated here, stored only as an Alga hash, and leaves the activity
         sealed (AES-GCM, bound to this workflow run) so history never holds it in clear text.
         """
-        rows = sql.TenantRows(
-            tenant_id=req.tenant_id, client_id=req.client_id, location_id=req.location_id,
-            admin_user_id=req.admin_user_id, tenant_name=req.tenant_name, client_name=req.client_name,
-            admin_email=req.admin.email, admin_first_name=req.admin.first_name,
-            admin_last_name=req.admin.last_name, license_count=req.license_count,
-        )
         password = generate_temporary_password()
         # PBKDF2 is CPU work (~10 ms): off the event loop so pollers and heartbeats keep running.
         hashed = await asyncio.to_thread(self._hasher.hash, password)
         async with heartbeating(), self._pool.connection() as conn, conn.transaction():
-            await sql.lock_email(conn, rows.admin_email)
-            other = await sql.find_internal_user_by_email(conn, rows.admin_email,
-                                                          except_user_id=rows.admin_user_id)
+            await sql.lock_email(conn, req.admin.email)
+            other = await sql.find_internal_user_by_email(conn, req.admin.email,
+                                                          except_user_id=req.admin_user_id)
             if other is not None:
                 raise errors.duplicate_error(
-                    f"admin email {rows.admin_email} already belongs to an internal user",
-                    {"email": rows.admin_email},
+                    f"admin email {req.admin.email} already belongs to an internal user",
+                    {"email": req.admin.email},
                 )
             try:
-                created = await sql.upsert_tenant(conn, rows)
+                created = await sql.upsert_tenant(conn, req)
             except sql.TenantConflict as err:
                 raise ApplicationError(str(err), type=errors.TENANT_CONFLICT, non_retryable=True) from err
-            await sql.upsert_default_client(conn, rows)
-            await sql.upsert_tenant_settings(conn, rows.tenant_id)
-            await sql.run_onboarding_seeds(conn, rows.tenant_id)
-            role_id = await sql.upsert_admin_user(conn, rows, hashed)
-            counts = await sql.count_tenant_rows(conn, rows.tenant_id)
-        log.info("tenant provisioned", extra={"tenant_id": str(rows.tenant_id), "tenant_created": created,
+            await sql.upsert_default_client(conn, req)
+            await sql.upsert_tenant_settings(conn, req.tenant_id)
+            await sql.run_onboarding_seeds(conn, req.tenant_id)
+            role_id = await sql.upsert_admin_user(conn, req, hashed)
+            counts = await sql.count_tenant_rows(conn, req.tenant_id)
+        log.info("tenant provisioned", extra={"tenant_id": str(req.tenant_id), "tenant_created": created,
                                               "rows": sum(counts.values())})
         return ProvisionTenantOutput(
-            tenant_id=rows.tenant_id, client_id=rows.client_id, admin_user_id=rows.admin_user_id,
+            tenant_id=req.tenant_id, client_id=req.client_id, admin_user_id=req.admin_user_id,
             admin_role_id=role_id, sealed_password=self._sealer.seal(password, binding=req.seal_binding),
             rows={k: v for k, v in counts.items() if v}, created=created,
         )

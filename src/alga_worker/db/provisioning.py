@@ -13,7 +13,6 @@ the rest).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +20,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
 from alga_worker.db import onboarding_catalog as catalog
+from alga_worker.models import ProvisionTenantInput
 
 # Tables holding rows of one tenant, children before parents: the order removal must follow.
 TENANT_TABLES_DELETE_ORDER: tuple[str, ...] = (
@@ -51,20 +51,6 @@ class TenantConflict(Exception):
     """The minted or adopted tenant id exists with another name: refuse to write into it."""
 
 
-@dataclass(frozen=True)
-class TenantRows:
-    tenant_id: UUID
-    client_id: UUID
-    location_id: UUID
-    admin_user_id: UUID
-    tenant_name: str
-    client_name: str
-    admin_email: str
-    admin_first_name: str
-    admin_last_name: str
-    license_count: int | None
-
-
 async def lock_email(conn: AsyncConnection[DictRow], email: str) -> None:
     """Serialise concurrent provisionings of one email (cross-tenant uniqueness has no constraint)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", ("admin-email:" + email,))
@@ -80,7 +66,7 @@ async def find_internal_user_by_email(conn: AsyncConnection[DictRow], email: str
     return await cur.fetchone()
 
 
-async def upsert_tenant(conn: AsyncConnection[DictRow], rows: TenantRows) -> bool:
+async def upsert_tenant(conn: AsyncConnection[DictRow], req: ProvisionTenantInput) -> bool:
     """Insert the tenant row; True when this call created it."""
     cur = await conn.execute(
         "INSERT INTO tenants (tenant, client_name, email, licensed_user_count, last_license_update,"
@@ -88,18 +74,18 @@ async def upsert_tenant(conn: AsyncConnection[DictRow], rows: TenantRows) -> boo
         " VALUES (%(t)s, %(name)s, %(email)s, %(lic)s, CASE WHEN %(lic)s::int IS NULL THEN NULL ELSE now() END,"
         " now(), now())"
         " ON CONFLICT (tenant) DO NOTHING RETURNING tenant",
-        {"t": rows.tenant_id, "name": rows.tenant_name, "email": rows.admin_email, "lic": rows.license_count},
+        {"t": req.tenant_id, "name": req.tenant_name, "email": req.admin.email, "lic": req.license_count},
     )
     created = await cur.fetchone() is not None
     if not created:
-        cur = await conn.execute("SELECT client_name FROM tenants WHERE tenant = %s", (rows.tenant_id,))
+        cur = await conn.execute("SELECT client_name FROM tenants WHERE tenant = %s", (req.tenant_id,))
         existing = await cur.fetchone()
-        if existing is None or existing["client_name"] != rows.tenant_name:
-            raise TenantConflict(f"tenant {rows.tenant_id} exists with another name")
+        if existing is None or existing["client_name"] != req.tenant_name:
+            raise TenantConflict(f"tenant {req.tenant_id} exists with another name")
     return created
 
 
-async def upsert_default_client(conn: AsyncConnection[DictRow], rows: TenantRows) -> None:
+async def upsert_default_client(conn: AsyncConnection[DictRow], req: ProvisionTenantInput) -> None:
     """The MSP's own client record, its main location and the tenant's default-client link."""
     properties = json.dumps({"type": "msp", "is_system_client": True, "created_by": "tenant_setup"})
     await conn.execute(
@@ -107,19 +93,19 @@ async def upsert_default_client(conn: AsyncConnection[DictRow], rows: TenantRows
         " created_at, updated_at)"
         " VALUES (%s, %s, %s, 'company', false, %s::jsonb, now(), now())"
         " ON CONFLICT (tenant, client_id) DO NOTHING",
-        (rows.client_id, rows.tenant_id, rows.client_name, properties),
+        (req.client_id, req.tenant_id, req.client_name, properties),
     )
     await conn.execute(
         "INSERT INTO client_locations (location_id, client_id, tenant, location_name, email, phone,"
         " address_line1, city, country_code, country_name, is_default, is_active, created_at, updated_at)"
         " VALUES (%s, %s, %s, 'Main Office', %s, '', 'N/A', 'N/A', 'XX', 'Unknown', true, true, now(), now())"
         " ON CONFLICT (tenant, location_id) DO NOTHING",
-        (rows.location_id, rows.client_id, rows.tenant_id, rows.admin_email),
+        (req.location_id, req.client_id, req.tenant_id, req.admin.email),
     )
     await conn.execute(
         "INSERT INTO tenant_companies (tenant, client_id, is_default) VALUES (%s, %s, true)"
         " ON CONFLICT (tenant, client_id) DO NOTHING",
-        (rows.tenant_id, rows.client_id),
+        (req.tenant_id, req.client_id),
     )
 
 
@@ -204,7 +190,7 @@ async def run_onboarding_seeds(conn: AsyncConnection[DictRow], tenant_id: UUID) 
     )
 
 
-async def upsert_admin_user(conn: AsyncConnection[DictRow], rows: TenantRows, hashed_password: str) -> UUID:
+async def upsert_admin_user(conn: AsyncConnection[DictRow], req: ProvisionTenantInput, hashed_password: str) -> UUID:
     """The MSP admin with the Admin role; returns the role id.
 
     The user id is minted by the workflow run, so a row with it can only come from an earlier attempt
@@ -213,7 +199,7 @@ async def upsert_admin_user(conn: AsyncConnection[DictRow], rows: TenantRows, ha
     """
     cur = await conn.execute(
         "SELECT role_id FROM roles WHERE tenant = %s AND role_name = %s AND msp AND NOT client",
-        (rows.tenant_id, catalog.MSP_ADMIN_ROLE.name),
+        (req.tenant_id, catalog.MSP_ADMIN_ROLE.name),
     )
     role = await cur.fetchone()
     if role is None:  # cannot happen after run_onboarding_seeds in the same transaction
@@ -224,13 +210,13 @@ async def upsert_admin_user(conn: AsyncConnection[DictRow], rows: TenantRows, ha
         " VALUES (%s, %s, %s, %s, %s, %s, %s, 'internal', false, now(), now())"
         " ON CONFLICT (tenant, user_id) DO UPDATE SET hashed_password = EXCLUDED.hashed_password,"
         " updated_at = now()",
-        (rows.admin_user_id, rows.tenant_id, rows.admin_email, rows.admin_first_name, rows.admin_last_name,
-         rows.admin_email, hashed_password),
+        (req.admin_user_id, req.tenant_id, req.admin.email, req.admin.first_name, req.admin.last_name,
+         req.admin.email, hashed_password),
     )
     await conn.execute(
         "INSERT INTO user_roles (tenant, user_id, role_id) VALUES (%s, %s, %s)"
         " ON CONFLICT (tenant, user_id, role_id) DO NOTHING",
-        (rows.tenant_id, rows.admin_user_id, role["role_id"]),
+        (req.tenant_id, req.admin_user_id, role["role_id"]),
     )
     return UUID(str(role["role_id"]))
 
