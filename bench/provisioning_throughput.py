@@ -19,9 +19,9 @@ import uuid
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from alga_worker.config import load_settings
+from alga_worker.converter import DATA_CONVERTER
 from alga_worker.runtime.devstack import DevStack
 from alga_worker.runtime.worker import build_resources, build_worker
 
@@ -41,7 +41,7 @@ async def main(tenants: int, sequential: int) -> None:
                 ALGA_AUTH_KEY="bench-pepper-not-secret", TEMPORAL_TASK_QUEUE=queue,
                 EMAIL_OUTBOX_DIR=str(Path(root) / "outbox"), SECRETS_DIR=str(Path(root) / "secrets"),
                 LOG_LEVEL="warning"))
-            client = await Client.connect(stack.temporal_address, data_converter=pydantic_data_converter)
+            client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
             resources = await build_resources(settings)
             worker = build_worker(client, settings, resources.activities)
 

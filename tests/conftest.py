@@ -16,10 +16,10 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from tests.support.data import TEST_PEPPER
 
 from alga_worker.config import Settings, load_settings
+from alga_worker.converter import DATA_CONVERTER
 from alga_worker.runtime.devstack import DevStack
 
 
@@ -43,7 +43,7 @@ async def stack(stack_root: Path) -> AsyncIterator[DevStack]:
 
 @pytest.fixture(scope="session")
 async def client(stack: DevStack) -> Client:
-    return await Client.connect(stack.temporal_address, data_converter=pydantic_data_converter)
+    return await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
 
 
 @pytest.fixture

@@ -82,10 +82,11 @@ def _client_settings() -> ClientSettings:
 
 async def _client(cs: ClientSettings) -> Any:
     from temporalio.client import Client
-    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from alga_worker.converter import DATA_CONVERTER
 
     try:
-        return await Client.connect(**cs.temporal_connect, data_converter=pydantic_data_converter)
+        return await Client.connect(**cs.temporal_connect, data_converter=DATA_CONVERTER)
     except Exception as err:
         raise _fail(EXIT_TEMPORAL, f"cannot reach Temporal at {cs.temporal_connect.get('target_host')}: "
                                    f"{type(err).__name__}") from None

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+from alga_worker.converter import DATA_CONVERTER
 from alga_worker.workflows import WORKFLOWS
 from alga_worker.workflows.tenant_creation import TenantCreationWorkflow
 
@@ -29,7 +29,7 @@ def _load(name: str) -> WorkflowHistory:
 
 @pytest.mark.parametrize("name", ["tenant_creation_completed", "tenant_creation_cancelled", "health_check"])
 async def test_committed_history_replays(name: str) -> None:
-    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=DATA_CONVERTER)
     await replayer.replay_workflow(_load(name))
 
 
@@ -44,6 +44,6 @@ class _EditedWithATimer(TenantCreationWorkflow):
 
 
 async def test_a_nondeterministic_edit_is_caught() -> None:
-    replayer = Replayer(workflows=[_EditedWithATimer], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[_EditedWithATimer], data_converter=DATA_CONVERTER)
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(_load("tenant_creation_completed"))

@@ -15,11 +15,11 @@ import uuid
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from tests.support.data import TEST_PEPPER, tenant_request
 from tests.support.workers import running_worker
 
 from alga_worker.config import load_settings
+from alga_worker.converter import DATA_CONVERTER
 from alga_worker.runtime.devstack import DevStack
 
 OUT = Path(__file__).resolve().parents[1] / "integration" / "histories"
@@ -33,7 +33,7 @@ async def main() -> None:
             settings = load_settings(stack.worker_environment(
                 ALGA_AUTH_KEY=TEST_PEPPER, TEMPORAL_TASK_QUEUE=queue, EMAIL_OUTBOX_DIR=str(Path(root) / "outbox"),
                 SECRETS_DIR=str(Path(root) / "secrets")))
-            client = await Client.connect(stack.temporal_address, data_converter=pydantic_data_converter)
+            client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
             async with running_worker(client, settings):
                 done = await client.start_workflow("tenantCreationWorkflow", tenant_request(),
                                                    id=f"replay-completed-{uuid.uuid4().hex[:8]}", task_queue=queue)

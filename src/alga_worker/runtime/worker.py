@@ -24,7 +24,6 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -39,6 +38,7 @@ from alga_worker.activities.health import HealthActivities
 from alga_worker.activities.notifications import NotificationActivities
 from alga_worker.activities.tenants import TenantActivities
 from alga_worker.config import Settings
+from alga_worker.converter import DATA_CONVERTER
 from alga_worker.db.pool import DbPool, open_pool
 from alga_worker.email.providers import EmailSender, build_email_sender
 from alga_worker.runtime.health import HealthServer, HealthState
@@ -75,7 +75,7 @@ def build_runtime(settings: Settings) -> Runtime:
 async def connect_client(settings: Settings, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
         **settings.temporal_connect,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         runtime=runtime,
         identity=f"{socket.gethostname()}@{settings.build_id}",
     )
