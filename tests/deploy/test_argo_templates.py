@@ -33,8 +33,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 ARGO_DIR = REPO_ROOT / "deploy" / "argo"
 TEMPLATES_DIR = ARGO_DIR / "templates"
 SCRIPTS_DIR = ARGO_DIR / "scripts"
-# CI runs on a clean clone with the shared directory next to the repository.
-SCHEMA_PATH = REPO_ROOT.parent / "shared" / "schemas" / "argo-workflows.schema.json"
+# Vendored with its source and licence (tests/deploy/schemas/README.md): the tests read nothing
+# outside the repository.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "argo-workflows.schema.json"
 VENV_BIN = Path(sys.executable).parent
 
 WT_DEF = "io.argoproj.workflow.v1alpha1.WorkflowTemplate"
@@ -143,11 +144,6 @@ def strict_validator() -> jsonschema.protocols.Validator:
     `retryStratgy` would pass; closing every object definition that lists its
     properties turns such typos into failures.
     """
-    if not SCHEMA_PATH.is_file():
-        pytest.fail(
-            f"Argo Workflows JSON schema not found at {SCHEMA_PATH}; the tests expect the "
-            "shared directory next to the repository (../shared/schemas/)."
-        )
     schema = json.loads(SCHEMA_PATH.read_text())
     definitions = copy.deepcopy(schema["definitions"])
     for definition in definitions.values():
