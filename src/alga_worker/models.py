@@ -2,56 +2,160 @@
 
 Wire names are camelCase because the callers (nm-store, the Alga web app, the TypeScript client
 helper) already send ``tenantName``, ``adminUser.firstName`` and so on; Python code uses snake_case.
-Unknown fields are rejected: a caller that misspells ``licenceCount`` should hear about it instead
-of getting a tenant without a licence limit.
+
+What validation guarantees (a hostile-caller review set the bar):
+
+- **Strict types, no coercion.** Every model validates in pydantic strict mode: ``licenseCount`` as
+  ``"5"``, ``true`` or ``5.0`` is refused, not converted. JSON still carries a UUID as a string and a
+  timestamp as an ISO string (that is the type's JSON form, not a coercion), and UUID fields also take
+  a UUID string from Python code. Validate a JSON document from its text (:func:`parse_wire`), not as
+  a decoded dict: strict Python mode wants real ``datetime`` and enum members.
+- **camelCase only on the wire.** :func:`parse_wire` is how a caller's raw payload is decoded: strict,
+  aliases only, so ``tenant_name`` is an unknown field there, and unknown fields are rejected (a
+  caller that misspells ``licenceCount`` should hear about it instead of getting a tenant without a
+  licence limit). Python code still builds models by field name.
+- **Email addresses** are checked by ``email-validator`` (syntax only, no DNS): no quoted local parts,
+  no address literals or bare IPs, a real (non-numeric, non-special-use) TLD, at most 64 octets
+  before the ``@`` and 254 in all. The address must be plain ASCII, **internationalised domains
+  included**: they are accepted in their ``xn--`` (punycode) A-label form, checked by IDNA 2008, and
+  refused in Unicode form. That way the stored address is always the one the caller sent, with
+  ASCII letters lower-cased and nothing else changed: no character (the Kelvin sign, a fullwidth
+  letter, a ligature, a dotted capital I) can be silently mapped by NFC/NFKC or UTS-46 onto another
+  letter, and one mailbox has exactly one stored spelling, which is what duplicate detection compares.
+- **Free text** (tenant, client and person names, ``billingPlan``, ``contractLine``, the cancel
+  reason) is trimmed of surrounding whitespace, must not be empty after that, has a maximum length,
+  and refuses every control (Cc), format (Cf), surrogate (Cs), private-use (Co), unassigned (Cn),
+  line-separator (Zl) and paragraph-separator (Zp) character wherever it stands.
+- Every refusal is a pydantic ``ValidationError`` whose location names the field; the messages never
+  repeat the refused value, and ``str()`` of the error leaves the input out too.
 
 Nothing here may hold a plaintext password: these objects end up in workflow history.
 """
 
 from __future__ import annotations
 
-import re
+import string
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 WORKFLOW_TYPE_TENANT_CREATION = "tenantCreationWorkflow"
 WORKFLOW_TYPE_HEALTH_CHECK = "healthCheckWorkflow"
 
-# Pragmatic address check: an RFC 5321 local part of printable atoms, a dotted domain with a TLD.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-# Local part: atoms joined by single dots (no leading, trailing or double dot); domain: labels + TLD.
-_EMAIL_RE = re.compile(rf"^{_ATOM}+(?:\.{_ATOM}+)*@{_LABEL}(?:\.{_LABEL})+$")
+M = TypeVar("M", bound=BaseModel)
+
+# ---- free text ----
+
+# Unicode general categories no name or free-text field may contain, with a word for the message.
+FORBIDDEN_TEXT_CATEGORIES: dict[str, str] = {
+    "Cc": "control",
+    "Cf": "format",
+    "Cs": "surrogate",
+    "Co": "private-use",
+    "Cn": "unassigned",
+    "Zl": "line-separator",
+    "Zp": "paragraph-separator",
+}
 
 
-def _clean_text(value: str) -> str:
-    """Trim, and refuse control characters (they break emails, logs and CSV exports alike)."""
-    value = value.strip()
-    if any(unicodedata.category(c).startswith("C") for c in value):
-        raise ValueError("must not contain control characters")
-    return value
+def _text(max_length: int) -> Callable[[str], str]:
+    """Validator for one free-text field: refuse forbidden characters, trim, then check the length."""
+
+    def check(value: str) -> str:
+        found = {unicodedata.category(c) for c in value} & FORBIDDEN_TEXT_CATEGORIES.keys()
+        if found:
+            raise PydanticCustomError(
+                "text_forbidden_character",
+                "must not contain {kinds} characters",
+                {"kinds": ", ".join(FORBIDDEN_TEXT_CATEGORIES[c] for c in sorted(found))},
+            )
+        value = value.strip()
+        if not value:
+            raise PydanticCustomError("text_empty", "must not be empty or only whitespace")
+        if len(value) > max_length:
+            raise PydanticCustomError("text_too_long", "must be at most {max_length} characters",
+                                      {"max_length": max_length})
+        return value
+
+    return check
+
+
+# ---- email ----
+
+EMAIL_MAX_LENGTH = 254
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _ascii_lower(value: str) -> str:
+    """Lower-case ASCII letters only: ``str.lower`` would also map e.g. U+212A (Kelvin) to ``k``."""
+    return value.translate(_ASCII_LOWER)
+
+
+def _reason(err: EmailNotValidError) -> str:
+    """email-validator's explanation without the part that quotes characters of the address."""
+    text = str(err)
+    for cut in (": ", " ("):
+        text = text.split(cut, 1)[0]
+    text = text.rstrip(".").strip()
+    return text[:1].lower() + text[1:] if text else "it is malformed"
 
 
 def _email(value: str) -> str:
-    value = value.strip().lower()
-    if len(value) > 254 or not _EMAIL_RE.match(value) or ".." in value:
-        raise ValueError("is not a valid email address")
-    return value
+    """Validate with email-validator and return the stored form: the address as sent, ASCII lower-cased."""
+    value = value.strip(string.whitespace)
+    if len(value) > EMAIL_MAX_LENGTH:
+        raise PydanticCustomError("email_too_long", "is not a valid email address: it is longer than {max_length} "
+                                  "characters", {"max_length": EMAIL_MAX_LENGTH})
+    if not value.isascii():
+        raise PydanticCustomError(
+            "email_not_ascii",
+            "is not a valid email address: it must be plain ASCII (write an internationalised domain in its "
+            "xn-- punycode form)",
+        )
+    try:
+        info = validate_email(
+            value,
+            check_deliverability=False,
+            allow_smtputf8=False,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_display_name=False,
+            allow_empty_local=False,
+            globally_deliverable=True,
+            test_environment=False,
+            strict=True,  # enforces the 64-octet local-part limit
+        )
+    except EmailNotValidError as err:
+        raise PydanticCustomError("email_invalid", "is not a valid email address: {reason}",
+                                  {"reason": _reason(err)}) from None
+    stored = _ascii_lower(info.ascii_email or "")
+    if stored != _ascii_lower(value):
+        # Cannot happen for ASCII input today; the guard keeps "stored == sent, up to ASCII case" true
+        # even if a future email-validator normalises more.
+        raise PydanticCustomError("email_not_canonical",
+                                  "is not a valid email address: it is not in its normal form")
+    return stored
 
 
-CleanName = Annotated[str, AfterValidator(_clean_text), Field(min_length=1, max_length=100)]
-TenantName = Annotated[str, AfterValidator(_clean_text), Field(min_length=1, max_length=255)]
+# Field types. Lengths count characters after trimming; names keep the limits the schema columns set.
+PersonName = Annotated[str, AfterValidator(_text(100))]
+TenantName = Annotated[str, AfterValidator(_text(255))]
+FreeText = Annotated[str, AfterValidator(_text(255))]
 Email = Annotated[str, AfterValidator(_email)]
+# Strict JSON takes a UUID as a string anyway; Python code may pass one as a string too.
+WireUUID = Annotated[UUID, Field(strict=False)]
 
 
 class WireModel(BaseModel):
-    """camelCase on the wire, snake_case in Python, unknown fields rejected, immutable."""
+    """camelCase on the wire, snake_case in Python, strict types, unknown fields rejected, immutable."""
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -60,13 +164,23 @@ class WireModel(BaseModel):
         serialize_by_alias=True,
         extra="forbid",
         frozen=True,
+        strict=True,
         str_strip_whitespace=False,
+        hide_input_in_errors=True,
     )
 
 
+def parse_wire(model: type[M], data: bytes) -> M:
+    """Decode a caller's raw JSON payload: strict types, camelCase names only, unknown fields refused.
+
+    Raises ``pydantic.ValidationError`` for anything else, undecodable bytes and malformed JSON included.
+    """
+    return model.model_validate_json(data, strict=True, by_alias=True, by_name=False)
+
+
 class AdminUserInput(WireModel):
-    first_name: CleanName
-    last_name: CleanName
+    first_name: PersonName
+    last_name: PersonName
     email: Email
 
 
@@ -80,11 +194,11 @@ class TenantCreationInput(WireModel):
     license_count: int | None = Field(default=None, ge=1, le=100_000)
     checkout_session_id: str | None = Field(default=None, min_length=1, max_length=255,
                                             pattern=r"^[A-Za-z0-9_\-]+$")
-    billing_plan: str | None = Field(default=None, max_length=255,
-                                     description="Accepted for compatibility; unused, as before.")
-    contract_line: str | None = Field(default=None, max_length=255,
-                                      description="Accepted for compatibility; unused, as before.")
-    tenant_id: UUID | None = Field(default=None, description="Adopt this tenant id instead of minting.")
+    billing_plan: FreeText | None = Field(default=None,
+                                          description="Accepted for compatibility; unused, as before.")
+    contract_line: FreeText | None = Field(default=None,
+                                           description="Accepted for compatibility; unused, as before.")
+    tenant_id: WireUUID | None = Field(default=None, description="Adopt this tenant id instead of minting.")
 
     @property
     def effective_client_name(self) -> str:
@@ -131,6 +245,8 @@ class TenantCreationState(WireModel):
     admin_user_id: str | None = None
     email_sent: bool | None = None
     cancel_requested: bool = False
+    cancel_too_late: bool = Field(default=False, description="A cancel arrived after the welcome email was "
+                                  "accepted by the provider: the tenant was kept.")
     error: str | None = None
     outcomes: dict[str, StepOutcome] = Field(default_factory=dict)
 
@@ -149,21 +265,22 @@ class TenantCreationResult(WireModel):
     email_destination: str | None = None
     created_at: datetime
     outcomes: dict[str, StepOutcome]
+    cancel_too_late: bool = Field(default=False, description="A cancel came after the credentials went out.")
 
 
 class CancelRequest(WireModel):
-    reason: str = Field(default="cancelled by operator", max_length=500)
-    cancelled_by: str = Field(default="unknown", max_length=200)
+    reason: Annotated[str, AfterValidator(_text(500))] = "cancelled by operator"
+    cancelled_by: Annotated[str, AfterValidator(_text(200))] = "unknown"
 
 
 # ---- activity inputs/outputs (internal, but still in history: no secrets in clear) ----
 
 
 class ProvisionTenantInput(WireModel):
-    tenant_id: UUID
-    client_id: UUID
-    location_id: UUID
-    admin_user_id: UUID
+    tenant_id: WireUUID
+    client_id: WireUUID
+    location_id: WireUUID
+    admin_user_id: WireUUID
     tenant_name: str
     client_name: str
     admin: AdminUserInput
@@ -172,18 +289,18 @@ class ProvisionTenantInput(WireModel):
 
 
 class ProvisionTenantOutput(WireModel):
-    tenant_id: UUID
-    client_id: UUID
-    admin_user_id: UUID
-    admin_role_id: UUID
+    tenant_id: WireUUID
+    client_id: WireUUID
+    admin_user_id: WireUUID
+    admin_role_id: WireUUID
     sealed_password: str = Field(description="AES-GCM sealed temporary password; never plaintext.")
     rows: dict[str, int]
     created: bool = Field(description="False when an earlier attempt had already committed.")
 
 
 class WelcomeEmailInput(WireModel):
-    tenant_id: UUID
-    admin_user_id: UUID
+    tenant_id: WireUUID
+    admin_user_id: WireUUID
     tenant_name: str
     client_name: str
     admin: AdminUserInput
@@ -200,11 +317,14 @@ class WelcomeEmailOutput(WireModel):
 
 
 class RemoveTenantInput(WireModel):
-    tenant_id: UUID
+    tenant_id: WireUUID
+    client_id: WireUUID = Field(description="The default client minted by the run: its proof of ownership.")
 
 
 class RemoveTenantOutput(WireModel):
     rows_deleted: dict[str, int]
+    not_owned: bool = Field(default=False, description="The tenant exists but this run did not create it: "
+                            "nothing was removed.")
 
 
 class HealthCheckResult(WireModel):
