@@ -7,6 +7,10 @@ non-retryable ``ValidationError`` instead of the SDK's plain ``RuntimeError``. T
 hostile start ends the run Failed after its first workflow task; a plain error would fail the task
 and Temporal would retry it forever. Activity inputs get the same treatment (one failed attempt, not
 ten); an undecodable signal is dropped by the SDK and logged.
+
+It also refuses arguments given to a target that declares none (a ``healthCheckWorkflow`` started
+with an argument): the SDK would otherwise drop them without a word. Other wrong counts are refused by
+:mod:`alga_worker.workflows.strict_start`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,12 @@ class StrictPydanticPayloadConverter(PydanticPayloadConverter):
         payloads: Sequence[temporalio.api.common.v1.Payload],
         type_hints: list[type] | None = None,
     ) -> list[Any]:
+        if type_hints is not None and len(type_hints) != len(payloads):
+            # Only reachable for a target declaring no parameters (the SDK drops type hints that do
+            # not match in count otherwise): without this, its extra arguments are silently dropped.
+            problem = f"expected {len(type_hints)} argument(s), got {len(payloads)}"
+            raise errors.validation_error(f"wrong argument count: {problem}",
+                                          [{"field": "(arguments)", "problem": problem}])
         try:
             return super().from_payloads(payloads, type_hints)
         except FailureError:

@@ -13,11 +13,14 @@ from typing import Any
 import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
+from temporalio.common import RawValue
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from alga_worker.converter import DATA_CONVERTER
+from alga_worker.runtime.worker import SANDBOX
 from alga_worker.workflows import WORKFLOWS
+from alga_worker.workflows.strict_start import StrictStartInterceptor
 from alga_worker.workflows.tenant_creation import TenantCreationWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -29,7 +32,8 @@ def _load(name: str) -> WorkflowHistory:
 
 @pytest.mark.parametrize("name", ["tenant_creation_completed", "tenant_creation_cancelled", "health_check"])
 async def test_committed_history_replays(name: str) -> None:
-    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=DATA_CONVERTER, workflow_runner=SANDBOX,
+                        interceptors=[StrictStartInterceptor()])
     await replayer.replay_workflow(_load(name))
 
 
@@ -38,12 +42,13 @@ class _EditedWithATimer(TenantCreationWorkflow):
     """The same workflow with one extra timer before it starts: not replay-compatible."""
 
     @workflow.run
-    async def run(self, request: Any) -> Any:
+    async def run(self, request: RawValue) -> Any:
         await asyncio.sleep(1)
         return await super().run(request)
 
 
 async def test_a_nondeterministic_edit_is_caught() -> None:
-    replayer = Replayer(workflows=[_EditedWithATimer], data_converter=DATA_CONVERTER)
+    replayer = Replayer(workflows=[_EditedWithATimer], data_converter=DATA_CONVERTER, workflow_runner=SANDBOX,
+                        interceptors=[StrictStartInterceptor()])
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(_load("tenant_creation_completed"))
