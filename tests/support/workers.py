@@ -21,6 +21,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.client import Client
 
+from alga_worker.activities.heartbeat import heartbeating
 from alga_worker.config import Settings
 from alga_worker.runtime.worker import WorkerResources, build_resources, build_worker
 
@@ -33,18 +34,31 @@ def activity_name(fn: Callable[..., Any]) -> str:
 
 @dataclass
 class Gate:
-    """One step's gate: ``entered`` is set when the step starts; the step waits for ``release``."""
+    """One step's gate: ``entered`` is set when the step starts; the step waits for ``release``.
+
+    ``after=False`` (default): the step waits *before* its real work, heartbeating as a live activity
+    does, so a cancel of the activity reaches it while it waits. ``after=True``: the real work runs
+    first (the email is accepted), then the step waits before reporting its result, like a worker
+    that has not yet told Temporal: it does not heartbeat, so a cancel cannot reach it.
+    """
 
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     calls: int = 0
+    after: bool = False
 
 
 def gated(name: str, real: Callable[..., Any], gate: Gate) -> Callable[..., Any]:
     async def wrapper(arg: Any) -> Any:
         gate.calls += 1
+        if gate.after:
+            result = await real(arg)
+            gate.entered.set()
+            await gate.release.wait()
+            return result
         gate.entered.set()
-        await gate.release.wait()
+        async with heartbeating(interval=0.2):
+            await gate.release.wait()
         return await real(arg)
 
     # The pydantic converter needs the real parameter and return types (resolved, not strings), and

@@ -4,10 +4,16 @@ The welcome email opens the sealed temporary password, renders it and sends it w
 key tied to the admin user minted by this workflow run: a retried attempt (worker killed after the
 provider accepted the message) is deduplicated by the provider, so the admin gets exactly one email.
 Rejections (bad address, bad API key) are non-retryable; outages are retried by Temporal.
+
+Cancellation (the workflow cancels this activity when its run is cancelled) is honoured up to the
+moment the message is handed to the provider and not after: a message the provider may already hold
+is seen through to the provider's answer and reported as sent, so the workflow learns the cancel came
+too late and keeps the tenant whose credentials went out. A run that ends cancelled has sent nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
@@ -17,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from alga_worker import errors
 from alga_worker.activities.heartbeat import heartbeating
 from alga_worker.email.errors import EmailRejected, EmailTemporarilyUnavailable
-from alga_worker.email.message import EmailMessage
+from alga_worker.email.message import EmailMessage, SendResult
 from alga_worker.email.providers import EmailSender
 from alga_worker.email.welcome import WelcomeEmailContext, render_welcome_email
 from alga_worker.models import WelcomeEmailInput, WelcomeEmailOutput
@@ -53,7 +59,7 @@ class NotificationActivities:
         key = f"welcome/{req.tenant_id}/{req.admin_user_id}"
         try:
             async with heartbeating():
-                result = await self._sender.send(message, idempotency_key=key)
+                result = await _send_unless_cancelled(self._sender, message, key)
         except EmailRejected as err:
             raise ApplicationError(f"welcome email rejected: {err}", type=errors.EMAIL_REJECTED,
                                    non_retryable=True) from err
@@ -68,3 +74,15 @@ class NotificationActivities:
         return WelcomeEmailOutput(email_sent=True, provider=result.provider, message_id=result.message_id,
                                   destination=result.destination, duplicate=result.duplicate)
 
+
+
+async def _send_unless_cancelled(sender: EmailSender, message: EmailMessage, key: str) -> SendResult:
+    """Send, unless a cancel has already arrived; once sending has begun, finish it whatever happens."""
+    if activity.is_cancelled():
+        raise asyncio.CancelledError("cancelled before the email was handed to the provider")
+    sending = asyncio.ensure_future(sender.send(message, idempotency_key=key))
+    try:
+        return await asyncio.shield(sending)
+    except asyncio.CancelledError:
+        # The provider may hold the message already: its answer decides, not the cancel.
+        return await sending

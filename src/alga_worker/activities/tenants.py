@@ -10,7 +10,6 @@ import asyncio
 import logging
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from alga_worker import errors
 from alga_worker.activities.heartbeat import heartbeating
@@ -44,6 +43,12 @@ class TenantActivities:
         # PBKDF2 is CPU work (~10 ms): off the event loop so pollers and heartbeats keep running.
         hashed = await asyncio.to_thread(self._hasher.hash, password)
         async with heartbeating(), self._pool.connection() as conn, conn.transaction():
+            # Locks in one order everywhere (tenant, then email): no deadlock between two runs.
+            await sql.lock_tenant(conn, req.tenant_id)
+            try:
+                created = await sql.upsert_tenant(conn, req)
+            except sql.TenantConflict as err:
+                raise errors.tenant_conflict_error(str(err), {"tenantId": str(req.tenant_id)}) from None
             await sql.lock_email(conn, req.admin.email)
             other = await sql.find_internal_user_by_email(conn, req.admin.email,
                                                           except_user_id=req.admin_user_id)
@@ -52,10 +57,6 @@ class TenantActivities:
                     f"admin email {req.admin.email} already belongs to an internal user",
                     {"email": req.admin.email},
                 )
-            try:
-                created = await sql.upsert_tenant(conn, req)
-            except sql.TenantConflict as err:
-                raise ApplicationError(str(err), type=errors.TENANT_CONFLICT, non_retryable=True) from err
             await sql.upsert_default_client(conn, req)
             await sql.upsert_tenant_settings(conn, req.tenant_id)
             await sql.run_onboarding_seeds(conn, req.tenant_id)
@@ -71,8 +72,19 @@ class TenantActivities:
 
     @activity.defn(name="remove_tenant")
     async def remove_tenant(self, req: RemoveTenantInput) -> RemoveTenantOutput:
-        """Delete every row of the tenant (compensation for a cancelled creation). Idempotent."""
-        async with self._pool.connection() as conn, conn.transaction():
+        """Delete every row of the tenant this run created (compensation for a cancel). Idempotent.
+
+        Only with the ownership proof, checked under the tenant lock in the deleting transaction: a
+        tenant this run did not create (an adopted id, the management tenant) is left untouched and
+        reported as not owned. A tenant already gone is a no-op (an earlier attempt committed).
+        """
+        async with heartbeating(), self._pool.connection() as conn, conn.transaction():
+            await sql.lock_tenant(conn, req.tenant_id)
+            if not await sql.tenant_exists(conn, req.tenant_id):
+                return RemoveTenantOutput(rows_deleted={})
+            if not await sql.owns_tenant(conn, req.tenant_id, req.client_id):
+                log.warning("tenant not removed: not created by this run", extra={"tenant_id": str(req.tenant_id)})
+                return RemoveTenantOutput(rows_deleted={}, not_owned=True)
             deleted = await sql.delete_tenant(conn, req.tenant_id)
         log.info("tenant removed", extra={"tenant_id": str(req.tenant_id), "rows": sum(deleted.values())})
         return RemoveTenantOutput(rows_deleted={k: v for k, v in deleted.items() if v})

@@ -48,12 +48,33 @@ class DuplicateAdminEmail(Exception):
 
 
 class TenantConflict(Exception):
-    """The minted or adopted tenant id exists with another name: refuse to write into it."""
+    """The tenant id exists and this run did not create it: refuse to write into it or remove it."""
 
 
 async def lock_email(conn: AsyncConnection[DictRow], email: str) -> None:
     """Serialise concurrent provisionings of one email (cross-tenant uniqueness has no constraint)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", ("admin-email:" + email,))
+
+
+async def lock_tenant(conn: AsyncConnection[DictRow], tenant_id: UUID) -> None:
+    """Serialise provisioning and removal of one tenant id (a removal never overtakes a late COMMIT)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", ("tenant:" + str(tenant_id),))
+
+
+async def owns_tenant(conn: AsyncConnection[DictRow], tenant_id: UUID, client_id: UUID) -> bool:
+    """Ownership proof: the default client whose id this run minted exists in that tenant.
+
+    The client id comes from ``workflow.uuid4()`` of one run, so only that run (an earlier attempt of
+    it) can have written the row; a name proves nothing (anybody can send the same tenant name).
+    Checked in the same transaction as the write or delete that depends on it.
+    """
+    cur = await conn.execute("SELECT 1 FROM clients WHERE tenant = %s AND client_id = %s", (tenant_id, client_id))
+    return await cur.fetchone() is not None
+
+
+async def tenant_exists(conn: AsyncConnection[DictRow], tenant_id: UUID) -> bool:
+    cur = await conn.execute("SELECT 1 FROM tenants WHERE tenant = %s", (tenant_id,))
+    return await cur.fetchone() is not None
 
 
 async def find_internal_user_by_email(conn: AsyncConnection[DictRow], email: str,
@@ -67,7 +88,12 @@ async def find_internal_user_by_email(conn: AsyncConnection[DictRow], email: str
 
 
 async def upsert_tenant(conn: AsyncConnection[DictRow], req: ProvisionTenantInput) -> bool:
-    """Insert the tenant row; True when this call created it."""
+    """Insert the tenant row; True when this call created it.
+
+    When the row exists already it must be this run's own (an earlier attempt committed): anything
+    else, an adopted ``tenantId`` of a live tenant or of the management tenant, is a conflict, raised
+    before this transaction has written anything.
+    """
     cur = await conn.execute(
         "INSERT INTO tenants (tenant, client_name, email, licensed_user_count, last_license_update,"
         " created_at, updated_at)"
@@ -77,11 +103,8 @@ async def upsert_tenant(conn: AsyncConnection[DictRow], req: ProvisionTenantInpu
         {"t": req.tenant_id, "name": req.tenant_name, "email": req.admin.email, "lic": req.license_count},
     )
     created = await cur.fetchone() is not None
-    if not created:
-        cur = await conn.execute("SELECT client_name FROM tenants WHERE tenant = %s", (req.tenant_id,))
-        existing = await cur.fetchone()
-        if existing is None or existing["client_name"] != req.tenant_name:
-            raise TenantConflict(f"tenant {req.tenant_id} exists with another name")
+    if not created and not await owns_tenant(conn, req.tenant_id, req.client_id):
+        raise TenantConflict(f"tenant {req.tenant_id} already exists and was not created by this run")
     return created
 
 
