@@ -2,7 +2,8 @@
 
 Exit codes are part of the interface (scripts and Kubernetes read them):
 0 ok · 1 worker died / workflow failed · 2 configuration invalid · 3 database unreachable ·
-4 Temporal unreachable · 5 the web app's DB role cannot read the worker's tables · 6 not found.
+4 Temporal unreachable · 5 the web app's DB role cannot read the worker's tables · 6 not found ·
+7 the database does not satisfy the schema contract (``db/schema_contract.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ EXIT_DB = 3
 EXIT_TEMPORAL = 4
 EXIT_DB_SERVER_ROLE = 5
 EXIT_NOT_FOUND = 6
+EXIT_SCHEMA = 7
 
 DEFAULT_DEV_DIR = Path(".dev-stack")
 
@@ -115,7 +117,12 @@ def run() -> None:
 
 @app.command()
 def check() -> None:
-    """Check configuration, database and Temporal; the exit code names the first failure."""
+    """Check configuration, database, schema contract and Temporal; the exit code names the first failure.
+
+    Exit codes: 0 all good, 2 configuration invalid, 3 database unreachable, 7 schema contract not
+    satisfied (each missing table or column, incompatible type or missing unique key is printed),
+    5 the web app's database role cannot read the worker's tables, 4 Temporal unreachable.
+    """
     settings = _settings()
     out.print(f"[green]✓[/] configuration valid (task queue {settings.task_queue}, "
               f"email {settings.email_provider.value})")
@@ -129,6 +136,9 @@ def check() -> None:
             err_console.print(f"[red]✗[/] database (admin role): {type(err).__name__}")
             return EXIT_DB
         out.print(f"[green]✓[/] database reachable (PostgreSQL {version})")
+        schema_code = await _check_schema(settings.admin_conninfo())
+        if schema_code != EXIT_OK:
+            return schema_code
         server = settings.server_conninfo()
         if server is not None:
             if not await _server_role_can_read(server):
@@ -151,6 +161,29 @@ def check() -> None:
         return EXIT_OK
 
     raise typer.Exit(asyncio.run(probe()))
+
+
+async def _check_schema(conninfo: str) -> int:
+    """The schema contract on the worker's own role: every problem printed, EXIT_SCHEMA if any."""
+    from psycopg import AsyncConnection
+    from rich.markup import escape
+
+    from alga_worker.db.schema_contract import CONTRACT, verify_schema
+
+    try:
+        async with await AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+            problems = await verify_schema(conn)
+    except Exception as err:
+        err_console.print(f"[red]✗[/] database: schema contract check failed: {type(err).__name__}")
+        return EXIT_DB
+    if problems:
+        err_console.print(f"[red]✗[/] schema contract: {len(problems)} problem(s) "
+                          "(the worker will not poll against this database)")
+        for problem in problems:
+            err_console.print(f"  - {escape(problem)}", soft_wrap=True)
+        return EXIT_SCHEMA
+    out.print(f"[green]✓[/] schema contract satisfied ({len(CONTRACT)} tables)")
+    return EXIT_OK
 
 
 async def _server_role_can_read(conninfo: str) -> bool:
