@@ -19,6 +19,7 @@ override secrets locally.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
 import tempfile
@@ -144,6 +145,8 @@ VARIABLES: tuple[Variable, ...] = (
              "Health server bind address."),
     Variable("METRICS_PORT", "metrics_port", "9464", False,
              "Prometheus port (0 disables metrics)."),
+    Variable("METRICS_HOST", "metrics_host", "0.0.0.0", False,  # noqa: S104
+             "Prometheus bind address: an IPv4 or IPv6 literal (e.g. 127.0.0.1, ::)."),
     Variable("LOG_LEVEL", "log_level", "info", False, "debug, info, warning or error."),
     Variable("LOG_FORMAT", "log_format", "json", False, "json (production) or console."),
     Variable("NODE_ENV", "environment", "production", False,
@@ -270,6 +273,7 @@ class Settings(BaseModel):
     health_check_port: int = Field(ge=0, le=65535)
     health_check_host: str
     metrics_port: int = Field(ge=0, le=65535)
+    metrics_host: str
     log_level: Literal["debug", "info", "warning", "error"]
     log_format: Literal["json", "console"]
     environment: str = Field(min_length=1, max_length=64)
@@ -284,6 +288,16 @@ class Settings(BaseModel):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _ip_literal(cls, value: str) -> str:
+        # The SDK's Prometheus exporter binds a socket address: a host name would fail at start-up.
+        try:
+            ipaddress.ip_address(value.strip("[]"))
+        except ValueError:
+            raise ValueError("must be an IPv4 or IPv6 address literal (e.g. 0.0.0.0 or ::)") from None
+        return value.strip("[]")
 
     @property
     def graceful_shutdown_timeout(self) -> timedelta:

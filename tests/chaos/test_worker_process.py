@@ -7,6 +7,7 @@ and waits, uncommitted, exactly where a slow database would leave it.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -192,23 +193,46 @@ async def test_a_worker_whose_run_dies_exits_1_instead_of_idling(worker_env, tmp
     assert "worker run task ended unexpectedly" in worker.output()
 
 
-def test_unreachable_temporal_exits_4(worker_env) -> None:
-    no_temporal = run_cli(dict(worker_env, TEMPORAL_ADDRESS="127.0.0.1:1", HEALTH_CHECK_PORT="0"), "run")
-    assert no_temporal.returncode == 4
-    assert "cannot connect to Temporal" in no_temporal.stdout
-
-
-
-async def test_not_ready_before_polling_then_exit_3_without_a_database(worker_env, tmp_path: Path) -> None:
-    """The probe server is up before anything connects and says 503 until the worker polls; here it
-    never does (the pool cannot open), and the process exits with the database code."""
-    worker = start_worker(dict(worker_env, DATABASE_URL=f"postgresql://postgres@/postgres?host={tmp_path}/nowhere"),
-                          tmp_path / "worker.log")
+async def test_unreachable_temporal_at_start_up_waits_not_ready_and_sigterm_exits_0(
+        worker_env, tmp_path: Path) -> None:
+    """No exit 4 (a crash loop that outlives the outage): the process waits, live and not ready."""
+    worker = start_worker(dict(worker_env, TEMPORAL_ADDRESS="127.0.0.1:1"), tmp_path / "worker.log")
     try:
         await worker.wait_until("/readyz", 503)
+        await worker.wait_until("/healthz", 200)
         code, body = worker.probe("/readyz")
         assert code == 503 and body["checks"]["worker_polling"] is False
-        assert await worker.wait_exit() == 3
+        assert body["detail"].startswith("waiting for Temporal at 127.0.0.1:1")
+        worker.signal(signal.SIGTERM)
+        assert await worker.wait_exit(timeout=10) == 0
     finally:
         worker.stop()
-    assert "cannot open the database pool" in worker.output()
+    assert "waiting for a dependency" in worker.output()
+
+
+async def test_unreachable_database_at_start_up_waits_not_ready_without_leaking_the_dsn(
+        worker_env, tmp_path: Path) -> None:
+    """The probe server is up before anything connects and says 503 until the worker polls; here it
+    never does (no database), and the process waits instead of exiting 3. Neither the probe body nor
+    the logs carry the password or the connection string."""
+    sentinel = "SENTINEL-dbpass-" + uuid.uuid4().hex
+    database_url = f"postgresql://postgres:{sentinel}@/postgres?host={tmp_path}/nowhere"
+    worker = start_worker(dict(worker_env, DATABASE_URL=database_url), tmp_path / "worker.log")
+    try:
+        for _ in range(300):  # until the first failed attempt is reported (bounded)
+            code, body = worker.probe("/readyz")
+            if "(attempt 1," in body.get("detail", ""):
+                break
+            assert worker.proc.poll() is None, worker.output()
+            await asyncio.sleep(0.1)
+        assert code == 503 and body["checks"]["worker_polling"] is False
+        assert body["detail"].startswith(f"waiting for the database at {tmp_path}/nowhere:5432/postgres: ")
+        assert worker.probe("/healthz")[0] == 200
+        worker.signal(signal.SIGTERM)
+        assert await worker.wait_exit(timeout=10) == 0
+    finally:
+        worker.stop()
+    for text in (str(body), worker.output()):
+        assert sentinel not in text
+        assert database_url not in text
+    assert "waiting for a dependency" in worker.output()

@@ -1,4 +1,8 @@
-"""/healthz and /readyz over real HTTP: they report state instead of answering 200 unconditionally."""
+"""/healthz and /readyz over real HTTP: they report state instead of answering 200 unconditionally.
+
+The rules under test: liveness fails only for what a restart fixes (the run task died, the event loop
+stalled); Temporal, database and schema problems, start-up waits and draining are readiness only.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,24 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from alga_worker.runtime.health import LIVENESS_FAILURES, LOOP_STALL_SECONDS, HealthServer, HealthState
+from alga_worker.config import ConfigError, load_settings
+from alga_worker.runtime.health import (
+    LOOP_STALL_SECONDS,
+    HealthServer,
+    HealthState,
+    describe_database,
+    describe_db_error,
+)
+from alga_worker.runtime.worker import Backoff, metrics_bind_address
+
+RESETTABLE = ("worker_running", "run_task_died", "draining", "temporal_ok", "db_ok", "schema_ok",
+              "temporal_failures", "db_failures", "temporal_error", "db_error", "schema_problems",
+              "waiting_for", "last_loop_tick", "detail")
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +50,7 @@ def server(shared_state: HealthState) -> Iterator[HealthServer]:
 @pytest.fixture
 def state(shared_state: HealthState) -> HealthState:
     fresh = HealthState(build_id="build-123", task_queue="tenant-workflows")
-    shared_state.update(**{name: getattr(fresh, name) for name in (
-        "worker_running", "run_task_died", "draining", "temporal_ok", "temporal_failures", "db_ok",
-        "last_loop_tick", "detail")})
+    shared_state.update(**{name: getattr(fresh, name) for name in RESETTABLE})
     return shared_state
 
 
@@ -50,7 +65,12 @@ def get(server: HealthServer, path: str) -> tuple[int, dict[str, Any], str]:
 
 
 def ready(state: HealthState) -> None:
-    state.update(worker_running=True, temporal_ok=True, db_ok=True)
+    state.update(worker_running=True, temporal_ok=True, db_ok=True, schema_ok=True)
+
+
+def test_every_field_is_reset_between_tests() -> None:
+    fields = {name for name in HealthState.__dataclass_fields__ if not name.startswith("_")}
+    assert fields - {"build_id", "task_queue"} == set(RESETTABLE)
 
 
 def test_port_zero_binds_an_ephemeral_port(server: HealthServer, state: HealthState) -> None:
@@ -62,7 +82,8 @@ def test_readyz_is_503_before_the_worker_runs(server: HealthServer, state: Healt
     assert code == 503
     assert content_type == "application/json"
     assert doc["status"] == "unavailable"
-    assert doc["checks"] == {"worker_polling": False, "not_draining": True, "temporal": False, "database": False}
+    assert doc["checks"] == {"worker_polling": False, "not_draining": True, "temporal": False, "database": False,
+                             "schema": False}
     assert doc["build_id"] == "build-123"
     assert doc["task_queue"] == "tenant-workflows"
 
@@ -72,11 +93,14 @@ def test_readyz_is_200_once_running_and_connected(server: HealthServer, state: H
     code, doc, _ = get(server, "/readyz")
     assert code == 200
     assert doc["status"] == "ok"
-    assert doc["checks"] == {"worker_polling": True, "not_draining": True, "temporal": True, "database": True}
+    assert doc["checks"] == {"worker_polling": True, "not_draining": True, "temporal": True, "database": True,
+                             "schema": True}
     assert doc["draining"] is False
+    assert doc["failures"] == {"temporal": 0, "database": 0}
+    assert "detail" not in doc
 
 
-@pytest.mark.parametrize("missing", ["worker_running", "temporal_ok", "db_ok"])
+@pytest.mark.parametrize("missing", ["worker_running", "temporal_ok", "db_ok", "schema_ok"])
 def test_readyz_needs_every_condition(server: HealthServer, state: HealthState, missing: str) -> None:
     ready(state)
     state.update(**{missing: False})
@@ -110,14 +134,57 @@ def test_healthz_is_200_normally(server: HealthServer, state: HealthState) -> No
     code, doc, _ = get(server, "/healthz")
     assert code == 200
     assert doc["status"] == "ok"
-    assert doc["checks"] == {"run_task_alive": True, "event_loop": True, "temporal": True}
+    assert doc["checks"] == {"run_task_alive": True, "event_loop": True}
 
 
-def test_healthz_does_not_depend_on_the_database(server: HealthServer, state: HealthState) -> None:
+@pytest.mark.parametrize("outage", [
+    {"temporal_ok": False, "temporal_failures": 1000, "temporal_error": "RuntimeError: connection refused"},
+    {"db_ok": False, "db_failures": 1000, "db_error": "OperationalError"},
+    {"schema_ok": False, "schema_problems": ("table tenants: column plan missing",)},
+    {"worker_running": False, "waiting_for": "waiting for Temporal at temporal:7233"},
+], ids=["temporal", "database", "schema", "starting"])
+def test_dependency_outages_fail_readiness_never_liveness(server: HealthServer, state: HealthState,
+                                                          outage: dict[str, Any]) -> None:
+    """However long an outage lasts, a restart fixes none of it: liveness stays 200."""
     ready(state)
-    state.update(db_ok=False)
+    state.update(**outage)
+    code, doc, _ = get(server, "/readyz")
+    assert code == 503
+    assert list(doc["checks"].values()).count(False) == 1
+    code, doc, _ = get(server, "/healthz")
+    assert code == 200
+    assert doc["checks"] == {"run_task_alive": True, "event_loop": True}
+    assert "detail" not in doc
+
+
+def test_readiness_detail_says_what_is_missing(server: HealthServer, state: HealthState) -> None:
+    ready(state)
+    state.update(temporal_ok=False, temporal_failures=4, temporal_error="timed out",
+                 db_ok=False, db_failures=2, db_error="OperationalError (SQLSTATE 57P01)",
+                 schema_ok=False, schema_problems=("missing table tenant_settings", "users.email: wrong type"))
+    code, doc, _ = get(server, "/readyz")
+    assert code == 503
+    assert doc["failures"] == {"temporal": 4, "database": 2}
+    assert doc["detail"] == ("Temporal: timed out; database: OperationalError (SQLSTATE 57P01); "
+                             "schema: missing table tenant_settings; users.email: wrong type")
+
+
+def test_start_up_wait_is_in_the_readiness_detail(server: HealthServer, state: HealthState) -> None:
+    state.update(waiting_for="waiting for the database at db:5432/server: OperationalError (attempt 3, next in 4 s)")
+    code, doc, _ = get(server, "/readyz")
+    assert code == 503
+    assert doc["detail"].startswith("waiting for the database at db:5432/server")
     assert get(server, "/healthz")[0] == 200
-    assert get(server, "/readyz")[0] == 503
+
+
+def test_a_recovered_dependency_leaves_no_stale_detail(server: HealthServer, state: HealthState) -> None:
+    ready(state)
+    state.update(temporal_ok=False, temporal_error="timed out")
+    assert get(server, "/readyz")[1]["detail"] == "Temporal: timed out"
+    state.update(temporal_ok=True)  # the error text may linger in state; it is not reported once ok
+    code, doc, _ = get(server, "/readyz")
+    assert code == 200
+    assert "detail" not in doc
 
 
 def test_healthz_is_503_when_the_run_task_died(server: HealthServer, state: HealthState) -> None:
@@ -129,23 +196,12 @@ def test_healthz_is_503_when_the_run_task_died(server: HealthServer, state: Heal
     assert doc["detail"] == "worker task exited: RuntimeError"
 
 
-def test_healthz_fails_after_repeated_temporal_failures(server: HealthServer, state: HealthState) -> None:
-    assert LIVENESS_FAILURES == 3
-    state.update(temporal_failures=LIVENESS_FAILURES - 1)
-    assert get(server, "/healthz")[0] == 200
-    state.update(temporal_failures=LIVENESS_FAILURES)
-    code, doc, _ = get(server, "/healthz")
-    assert code == 503
-    assert doc["checks"]["temporal"] is False
-    state.update(temporal_failures=0)
-    assert get(server, "/healthz")[0] == 200
-
-
 def test_healthz_fails_when_the_event_loop_stalls(server: HealthServer, state: HealthState) -> None:
     state.update(last_loop_tick=time.monotonic() - 60)
     code, doc, _ = get(server, "/healthz")
     assert code == 503
     assert doc["checks"]["event_loop"] is False
+    assert doc["detail"].startswith("event loop has not turned for")
     state.update(last_loop_tick=time.monotonic() - LOOP_STALL_SECONDS / 2)
     assert get(server, "/healthz")[0] == 200
 
@@ -189,6 +245,75 @@ def test_state_methods_without_http() -> None:
     assert "detail" not in doc
     ok, doc = state.liveness()
     assert ok
+
+
+def test_update_rejects_unknown_fields() -> None:
+    """A typo in a state update must fail loudly, not create a field no probe reads."""
+    with pytest.raises(AttributeError):
+        HealthState().update(temporal_failure=1)
+
+
+def test_ipv6_bind_address() -> None:
+    try:
+        srv = HealthServer(HealthState(), "::1", 0)
+    except OSError:
+        pytest.skip("no IPv6 loopback on this host")
+    srv.start()
+    try:
+        with urllib.request.urlopen(f"http://[::1]:{srv.port}/healthz", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("0.0.0.0", "0.0.0.0:9464"), ("127.0.0.1", "127.0.0.1:9464"), ("::", "[::]:9464"), ("[::1]", "[::1]:9464"),
+])
+def test_metrics_bind_address(host: str, expected: str) -> None:
+    assert metrics_bind_address(host, 9464) == expected
+
+
+@pytest.mark.parametrize(("value", "stored"), [("127.0.0.1", "127.0.0.1"), ("::", "::"), ("[::1]", "::1")])
+def test_metrics_host_accepts_ip_literals(tmp_path: Path, value: str, stored: str) -> None:
+    assert load_settings(minimal_env(tmp_path, METRICS_HOST=value)).metrics_host == stored
+    assert load_settings(minimal_env(tmp_path)).metrics_host == "0.0.0.0"
+
+
+def test_metrics_host_rejects_a_host_name(tmp_path: Path) -> None:
+    """The SDK's exporter binds a socket address: a name would only fail later, inside the runtime."""
+    with pytest.raises(ConfigError) as err:
+        load_settings(minimal_env(tmp_path, METRICS_HOST="metrics.internal"))
+    assert err.value.variables == ["METRICS_HOST"]
+
+
+def minimal_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {"DB_HOST": "db.internal", "ALGA_AUTH_KEY": "pepper-for-tests", "SECRETS_DIR": str(tmp_path), **extra}
+
+
+@pytest.mark.parametrize("conninfo", [
+    "postgresql://postgres:s3cret-pw@db.internal:5433/server?sslmode=require",
+    "host=db.internal port=5433 dbname=server user=postgres password=s3cret-pw",
+])
+def test_database_description_never_includes_the_password(conninfo: str) -> None:
+    assert describe_database(conninfo) == "db.internal:5433/server"
+    assert "s3cret-pw" not in describe_database(conninfo)
+
+
+def test_database_errors_are_described_without_their_message() -> None:
+    import psycopg
+
+    err = psycopg.OperationalError('connection to "postgresql://u:s3cret-pw@h/db" failed')
+    assert describe_db_error(err) == "OperationalError (cannot connect, or the connection was lost)"
+    assert describe_db_error(TimeoutError()) == "timed out"
+
+
+def test_backoff_is_exponential_capped_and_jittered() -> None:
+    backoff = Backoff(initial=1.0, maximum=30.0)
+    delays = [backoff.next_delay() for _ in range(12)]
+    bases = [min(30.0, 2.0 ** n) for n in range(12)]
+    assert all(base / 2 <= d <= base for d, base in zip(delays, bases, strict=True))
+    assert max(delays) <= 30.0
+    assert len({round(Backoff().next_delay(), 6) for _ in range(20)}) > 1, "no jitter"
 
 
 def test_stop_releases_the_port() -> None:
