@@ -30,6 +30,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
+from uuid import UUID
 
 from pydantic import (
     AnyHttpUrl,
@@ -109,6 +110,20 @@ VARIABLES: tuple[Variable, ...] = (
              "Sent as X-Internal-Secret on calls to nm-store's internal API."),
     Variable("NMSTORE_BASE_URL", "nmstore_base_url", None, False,
              "nm-store base URL for checkout-session status updates."),
+    Variable("NM_STORE_URL", "nm_store_url", None, False,
+             "nm-store base URL for the signed completion callback; defaults to NMSTORE_BASE_URL."),
+    Variable("TEMPORAL_WEBHOOK_SECRET", "temporal_webhook_secret", None, True,
+             "HMAC-SHA256 key of the X-Temporal-Signature header on the nm-store callback."),
+    Variable("STRIPE_SECRET_KEY", "stripe_secret_key", None, True,
+             "Stripe API key: fetch customer, subscription and seats from a checkout session."),
+    Variable("STRIPE_API_BASE", "stripe_api_base", "https://api.stripe.com", False,
+             "Stripe API base URL (a local fake in tests)."),
+    Variable("MASTER_BILLING_TENANT_ID", "master_billing_tenant_id", None, False,
+             "Tenant whose stripe_prices identify Alga PSA plans (stripe_subscriptions rows need it)."),
+    Variable("MANAGEMENT_TENANT_ID", "management_tenant_id", None, False,
+             "Tenant (Nine Minds) where each customer is tracked; unset: no customer tracking."),
+    Variable("CLIENT_PORTAL_URL", "client_portal_url", None, False,
+             "Management tenant's client-portal login, in the welcome email when a portal user exists."),
     Variable("APPLICATION_URL", "application_url", "http://localhost:3000", False,
              "Alga PSA URL used for links in emails."),
     Variable("EMAIL_PROVIDER", "email_provider", "outbox", False,
@@ -248,6 +263,13 @@ class Settings(BaseModel):
 
     internal_api_shared_secret: SecretStr | None = None
     nmstore_base_url: AnyHttpUrl | None = None
+    nm_store_url: AnyHttpUrl | None = None
+    temporal_webhook_secret: SecretStr | None = None
+    stripe_secret_key: SecretStr | None = None
+    stripe_api_base: AnyHttpUrl
+    master_billing_tenant_id: UUID | None = None
+    management_tenant_id: UUID | None = None
+    client_portal_url: AnyHttpUrl | None = None
     application_url: AnyHttpUrl
 
     email_provider: EmailProvider
@@ -298,6 +320,22 @@ class Settings(BaseModel):
         except ValueError:
             raise ValueError("must be an IPv4 or IPv6 address literal (e.g. 0.0.0.0 or ::)") from None
         return value.strip("[]")
+
+    @property
+    def callback_base_url(self) -> AnyHttpUrl | None:
+        """Where the signed callback goes: NM_STORE_URL, else NMSTORE_BASE_URL (never a default host)."""
+        return self.nm_store_url or self.nmstore_base_url
+
+    def missing_checkout_settings(self) -> list[str]:
+        """Variables a run with a checkout session id needs and that are unset (names, never values)."""
+        missing = []
+        if self.nmstore_base_url is None:
+            missing.append("NMSTORE_BASE_URL")
+        if self.internal_api_shared_secret is None:
+            missing.append("INTERNAL_API_SHARED_SECRET")
+        if self.temporal_webhook_secret is None:
+            missing.append("TEMPORAL_WEBHOOK_SECRET")
+        return missing
 
     @property
     def graceful_shutdown_timeout(self) -> timedelta:

@@ -184,6 +184,17 @@ class AdminUserInput(WireModel):
     email: Email
 
 
+def _stripe_id(prefix: str) -> Any:
+    """A Stripe object id: its documented prefix, then letters, digits and underscores."""
+    return Field(pattern=rf"^{prefix}_[A-Za-z0-9_]{{1,250}}$", max_length=255)
+
+
+StripeCustomerId = Annotated[str, _stripe_id("cus")]
+StripeSubscriptionId = Annotated[str, _stripe_id("sub")]
+StripeSubscriptionItemId = Annotated[str, _stripe_id("si")]
+StripePriceId = Annotated[str, _stripe_id("price")]
+
+
 class TenantCreationInput(WireModel):
     """What callers send to ``tenantCreationWorkflow`` (reference section 2.1, S-OCT and S-DEC)."""
 
@@ -199,6 +210,11 @@ class TenantCreationInput(WireModel):
     contract_line: FreeText | None = Field(default=None,
                                            description="Accepted for compatibility; unused, as before.")
     tenant_id: WireUUID | None = Field(default=None, description="Adopt this tenant id instead of minting.")
+    # S-DEC: Stripe details nm-store may already know; without stripeCustomerId the worker fetches them.
+    stripe_customer_id: StripeCustomerId | None = None
+    stripe_subscription_id: StripeSubscriptionId | None = None
+    stripe_subscription_item_id: StripeSubscriptionItemId | None = None
+    stripe_price_id: StripePriceId | None = None
 
     @property
     def effective_client_name(self) -> str:
@@ -286,6 +302,8 @@ class ProvisionTenantInput(WireModel):
     admin: AdminUserInput
     license_count: int | None = None
     seal_binding: str = Field(description="Binds the sealed password to this workflow run.")
+    stripe: StripeDetails | None = Field(default=None, description="Written to stripe_customers and, "
+                                         "when the price is known, stripe_subscriptions, in this transaction.")
 
 
 class ProvisionTenantOutput(WireModel):
@@ -306,6 +324,9 @@ class WelcomeEmailInput(WireModel):
     admin: AdminUserInput
     sealed_password: str
     seal_binding: str
+    sealed_portal_password: str | None = Field(
+        default=None, description="The client-portal user's own sealed password; the email mentions the "
+        "portal only when this is set.")
 
 
 class WelcomeEmailOutput(WireModel):
@@ -336,3 +357,97 @@ class HealthCheckResult(WireModel):
 def dump_wire(model: BaseModel) -> dict[str, Any]:
     """JSON-ready camelCase dict, for the CLI and non-Python callers."""
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# ---- checkout processing: nm-store reports, Stripe details, customer tracking ----
+
+
+class CheckoutStatus(StrEnum):
+    """What the worker reports to nm-store (its type also has pending/started, which nm-store sets)."""
+
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class CheckoutStatusReport(WireModel):
+    """Input of ``report_checkout_status``: the body nm-store's internal API takes, plus nothing else."""
+
+    checkout_session_id: str
+    workflow_status: CheckoutStatus
+    workflow_id: str
+    workflow_completed_at: datetime | None = None
+    error: str | None = Field(default=None, max_length=1000)
+
+
+class NmStoreCallback(WireModel):
+    """Input of ``send_nm_store_callback``. The signed body is ``{sessionId, algaTenantId, status,
+    error?}``; ``workflow_id`` only derives the idempotency key."""
+
+    session_id: str
+    alga_tenant_id: str | None = None
+    status: CheckoutStatus
+    error: str | None = Field(default=None, max_length=1000)
+    workflow_id: str
+
+
+class NmStoreDelivery(WireModel):
+    """What one delivered nm-store call returned (kept in state for ``alga-worker checkout status``)."""
+
+    kind: str = Field(description="status or callback")
+    status: CheckoutStatus
+    http_status: int
+    idempotency_key: str
+    delivered_at: datetime
+
+
+class StripeDetailsInput(WireModel):
+    checkout_session_id: str
+
+
+class StripeDetails(WireModel):
+    """What a checkout session tells about the customer (reference 3.11), never card data."""
+
+    stripe_customer_id: StripeCustomerId
+    stripe_subscription_id: StripeSubscriptionId | None = None
+    stripe_subscription_item_id: StripeSubscriptionItemId | None = None
+    stripe_price_id: StripePriceId | None = None
+    license_count: int | None = Field(default=None, ge=1, le=100_000)
+    customer_email: str | None = None
+    customer_name: str | None = None
+    currency: str | None = None
+    status: str | None = Field(default=None, description="Subscription status (active, trialing ...).")
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+    cancel_at_period_end: bool = False
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class TagStripeSubscriptionInput(WireModel):
+    stripe_subscription_id: StripeSubscriptionId
+    tenant_id: WireUUID
+
+
+class CustomerTrackingInput(WireModel):
+    """Input of ``track_customer``: the customer's records in the management tenant, ids minted by
+    the workflow so a retry finds its own rows."""
+
+    tenant_id: WireUUID
+    tenant_name: str
+    client_name: str
+    admin: AdminUserInput
+    customer_client_id: WireUUID
+    contact_id: WireUUID
+    portal_user_id: WireUUID
+    seal_binding: str = Field(description="Binds the sealed portal password to this workflow run.")
+
+
+class CustomerTrackingOutput(WireModel):
+    customer_client_id: WireUUID
+    contact_id: WireUUID
+    tag_id: WireUUID
+    portal_user_id: WireUUID | None = None
+    sealed_portal_password: str | None = Field(
+        default=None, description="AES-GCM sealed; only when this run created the portal user.")
+    outcomes: dict[str, StepOutcome] = Field(
+        default_factory=dict, description="customer_client, customer_contact, customer_tag, portal_user")
