@@ -265,6 +265,10 @@ class TenantCreationState(WireModel):
                                   "accepted by the provider: the tenant was kept.")
     error: str | None = None
     outcomes: dict[str, StepOutcome] = Field(default_factory=dict)
+    checkout: CheckoutState | None = None
+    stripe_customer_id: str | None = None
+    customer_client_id: str | None = None
+    portal_user_id: str | None = None
 
 
 class TenantCreationResult(WireModel):
@@ -451,3 +455,23 @@ class CustomerTrackingOutput(WireModel):
         default=None, description="AES-GCM sealed; only when this run created the portal user.")
     outcomes: dict[str, StepOutcome] = Field(
         default_factory=dict, description="customer_client, customer_contact, customer_tag, portal_user")
+
+
+class CheckoutState(WireModel):
+    """The checkout part of ``getState``: what was last reported to nm-store and how it went."""
+
+    model_config = ConfigDict(frozen=False)
+
+    checkout_session_id: str
+    last_status: CheckoutStatus | None = None
+    status_delivery: NmStoreDelivery | None = None
+    callback_delivery: NmStoreDelivery | None = None
+    last_error: str | None = None
+
+
+class WorkerCapabilities(WireModel):
+    """What this worker's configuration enables, asked once per run (workflows cannot read settings)."""
+
+    missing_checkout_settings: list[str] = Field(default_factory=list)
+    stripe_enabled: bool = False
+    customer_tracking_enabled: bool = False
