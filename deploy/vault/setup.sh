@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Create (idempotently) everything Vault needs for the temporal-worker chart with vault.enabled:
-#   1. secret/alga-psa/temporal-worker: internal_api_shared_secret, a random 48-byte value
-#      (created once; never replaced, never printed);
+#   1. secret/alga-psa/temporal-worker: internal_api_shared_secret (X-Internal-Secret) and
+#      temporal_webhook_secret (the X-Temporal-Signature key), the two secrets the worker shares with
+#      nm-store. Each is created once (never replaced, never printed): from the environment
+#      (INTERNAL_API_SHARED_SECRET, TEMPORAL_WEBHOOK_SECRET) when set there, so an nm-store that already
+#      holds a value keeps it, else a random 48-byte value that nm-store is then given;
 #   2. secret/alga-psa/shared: checks alga_auth_key, postgres_password, db_password_server and
-#      resend_api_key exist. Missing keys are added only from the environment (ALGA_AUTH_KEY,
-#      DB_PASSWORD_ADMIN, DB_PASSWORD_SERVER, RESEND_API_KEY): they must equal what the web app and the
-#      database use, so this script never invents them;
+#      resend_api_key exist (and stripe_secret_key, optional). Missing keys are added only from the
+#      environment (ALGA_AUTH_KEY, DB_PASSWORD_ADMIN, DB_PASSWORD_SERVER, RESEND_API_KEY,
+#      STRIPE_SECRET_KEY): they must equal what the web app, the database and Stripe use, so this
+#      script never invents them;
 #   3. the policy from temporal-worker-policy.hcl (written only when it differs);
 #   4. the Kubernetes auth role bound to the worker's service account and namespace (written only
 #      when it differs).
@@ -65,14 +69,22 @@ if ! vault auth list 2> /dev/null | grep -q "^${K8S_AUTH_PATH}/"; then
   die "auth method ${K8S_AUTH_PATH}/ is not enabled: vault auth enable -path=${K8S_AUTH_PATH} kubernetes (see docs/deployment.md)"
 fi
 
-# 1. The worker's own secret.
-if kv_has_key "${WORKER_PATH}" internal_api_shared_secret; then
-  log "${KV_MOUNT}/${WORKER_PATH}: internal_api_shared_secret exists (kept)"
-else
-  random_secret | kv_store_stdin "${WORKER_PATH}" internal_api_shared_secret
-  log "${KV_MOUNT}/${WORKER_PATH}: internal_api_shared_secret created (48 random bytes)"
-  log "  give nm-store the same value (it checks X-Internal-Secret); read it with vault kv get -field"
-fi
+# 1. The secrets the worker shares with nm-store: key -> environment variable that may supply it.
+for pair in internal_api_shared_secret:INTERNAL_API_SHARED_SECRET \
+            temporal_webhook_secret:TEMPORAL_WEBHOOK_SECRET; do
+  key="${pair%%:*}"
+  var="${pair#*:}"
+  if kv_has_key "${WORKER_PATH}" "${key}"; then
+    log "${KV_MOUNT}/${WORKER_PATH}: ${key} exists (kept)"
+  elif [[ -n "${!var:-}" ]]; then
+    printf '%s' "${!var}" | kv_store_stdin "${WORKER_PATH}" "${key}"
+    log "${KV_MOUNT}/${WORKER_PATH}: ${key} stored from \$${var}"
+  else
+    random_secret | kv_store_stdin "${WORKER_PATH}" "${key}"
+    log "${KV_MOUNT}/${WORKER_PATH}: ${key} created (48 random bytes)"
+    log "  give nm-store the same value; read it with vault kv get -field=${key}"
+  fi
+done
 
 # 2. Shared secrets: key -> environment variable that may supply a missing one.
 missing=()
@@ -89,6 +101,16 @@ for pair in alga_auth_key:ALGA_AUTH_KEY postgres_password:DB_PASSWORD_ADMIN \
     missing+=("${key} (set \$${var} to add it)")
   fi
 done
+
+# Optional: Stripe (checkout sessions' seats and subscription records). Stored when given, else noted.
+if kv_has_key "${SHARED_PATH}" stripe_secret_key; then
+  log "${KV_MOUNT}/${SHARED_PATH}: stripe_secret_key exists (kept)"
+elif [[ -n "${STRIPE_SECRET_KEY:-}" ]]; then
+  printf '%s' "${STRIPE_SECRET_KEY}" | kv_store_stdin "${SHARED_PATH}" stripe_secret_key
+  log "${KV_MOUNT}/${SHARED_PATH}: stripe_secret_key stored from \$STRIPE_SECRET_KEY"
+else
+  log "${KV_MOUNT}/${SHARED_PATH}: stripe_secret_key absent (optional: without it no Stripe details are fetched)"
+fi
 
 # 3. Policy.
 if [[ "$(vault policy read "${VAULT_POLICY}" 2> /dev/null || true)" == "$(cat "${POLICY_FILE}")" ]]; then

@@ -2,13 +2,14 @@
 # Paths are the chart's vault.files[].path (deploy/helm/values-hosted.yaml); tests/deploy/test_vault.py
 # checks the two lists agree. No wildcard, no list, no write: the worker never writes to Vault.
 
-# Worker-only secrets: internal_api_shared_secret (X-Internal-Secret sent to nm-store).
+# Secrets the worker shares with nm-store only: internal_api_shared_secret (X-Internal-Secret) and
+# temporal_webhook_secret (the HMAC key of X-Temporal-Signature on the checkout callback).
 path "secret/data/alga-psa/temporal-worker" {
   capabilities = ["read"]
 }
 
 # Secrets shared with the Alga PSA web app: alga_auth_key (password pepper), postgres_password,
-# db_password_server, resend_api_key.
+# db_password_server, resend_api_key, stripe_secret_key.
 path "secret/data/alga-psa/shared" {
   capabilities = ["read"]
 }

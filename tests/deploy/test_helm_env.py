@@ -57,6 +57,11 @@ EVERY_CONFIG_VALUE: dict[str, str] = {
     "SMTP_PORT": "587",
     "SMTP_USERNAME": "worker",
     "SMTP_STARTTLS": "true",
+    "NM_STORE_URL": "http://nm-store-callbacks.msp.svc.cluster.local:3000",
+    "STRIPE_API_BASE": "https://api.stripe.com",
+    "MASTER_BILLING_TENANT_ID": "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+    "MANAGEMENT_TENANT_ID": "1d2e3f4a-5b6c-4d7e-8f9a-0b1c2d3e4f5a",
+    "CLIENT_PORTAL_URL": "https://portal.nineminds.example",
 }
 
 
@@ -132,6 +137,8 @@ def test_shipped_configuration_loads_into_settings(value_set: ValueSet, tmp_path
     assert settings.task_queue == configmap["TEMPORAL_TASK_QUEUE"] == "tenant-workflows"
     assert settings.nmstore_base_url is not None, "NMSTORE_BASE_URL must be wired (B2)"
     assert settings.internal_api_shared_secret is not None
+    assert settings.missing_checkout_settings() == [], "every shipped set can process checkouts"
+    assert settings.callback_base_url == (settings.nm_store_url or settings.nmstore_base_url)
     assert settings.db_password_admin is not None
     assert settings.graceful_shutdown_seconds == 30
     assert (settings.health_check_port, settings.metrics_port) == (8080, 9464)
@@ -161,6 +168,11 @@ def test_hosted_settings_are_the_plan(tmp_path: Path) -> None:
     assert str(settings.nmstore_base_url).rstrip("/") == "http://nm-store-release.msp.svc.cluster.local:3000"
     assert str(settings.application_url).rstrip("/") == "https://algapsa.com"
     assert settings.server_conninfo() is not None
+    # Checkout: the callback goes to the same nm-store; both nm-store secrets and Stripe come from Vault.
+    assert settings.callback_base_url == settings.nmstore_base_url
+    assert settings.temporal_webhook_secret is not None and settings.stripe_secret_key is not None
+    assert settings.temporal_webhook_secret.get_secret_value() == vault_placeholder("temporal_webhook_secret")
+    assert settings.stripe_secret_key.get_secret_value() == vault_placeholder("stripe_secret_key")
 
 
 def test_dev_settings_use_outbox_and_dev_secret(tmp_path: Path) -> None:
@@ -181,12 +193,14 @@ def test_vault_templates_parse_into_the_right_values(tmp_path: Path) -> None:
     templates = vault_templates(render_set(hosted))
     assert set(templates) == {"temporal-worker", "shared"}
     stored = {
-        "secret/data/alga-psa/temporal-worker": {"internal_api_shared_secret": "in'ter\"nal $X `y` \\z"},
+        "secret/data/alga-psa/temporal-worker": {"internal_api_shared_secret": "in'ter\"nal $X `y` \\z",
+                                                 "temporal_webhook_secret": "wh'sec $(id) \"#x"},
         "secret/data/alga-psa/shared": {
             "alga_auth_key": TRICKY,
             "postgres_password": "p@ss:w/rd'#1",
             "db_password_server": "  spaced  ",
             "resend_api_key": "re_123$abc",
+            "stripe_secret_key": "sk_live_'quoted'$",
         },
     }
     files = render_vault_templates(templates, stored)
@@ -202,10 +216,14 @@ def test_vault_templates_parse_into_the_right_values(tmp_path: Path) -> None:
         "DB_PASSWORD_ADMIN": "p@ss:w/rd'#1",
         "DB_PASSWORD_SERVER": "  spaced  ",
         "RESEND_API_KEY": "re_123$abc",
+        "TEMPORAL_WEBHOOK_SECRET": "wh'sec $(id) \"#x",
+        "STRIPE_SECRET_KEY": "sk_live_'quoted'$",
     }
     env = {"DB_HOST": "db", "EMAIL_PROVIDER": "resend", "SECRETS_DIR": str(tmp_path)}
     settings = config.load_settings(env)
     assert settings.password_pepper.get_secret_value() == TRICKY
+    assert settings.temporal_webhook_secret is not None and settings.stripe_secret_key is not None
+    assert settings.temporal_webhook_secret.get_secret_value() == "wh'sec $(id) \"#x"
     assert settings.db_password_admin is not None
     assert settings.db_password_admin.get_secret_value() == "p@ss:w/rd'#1"
 

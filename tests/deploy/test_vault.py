@@ -29,6 +29,7 @@ SHARED_FROM_ENV = {
     "DB_PASSWORD_ADMIN": "admin-pw-Secret2",
     "DB_PASSWORD_SERVER": "server-pw-Secret3",
     "RESEND_API_KEY": "re_Secret4",
+    "STRIPE_SECRET_KEY": "sk_live_Secret5",
 }
 
 FAKE_VAULT = textwrap.dedent('''\
@@ -191,13 +192,18 @@ def test_setup_creates_everything_then_is_idempotent(fake_vault: FakeVault) -> N
     first = fake_vault.run(SHARED_FROM_ENV)
     assert first.returncode == 0, first.stderr
     state = fake_vault.load()
-    internal = state["kv"]["secret/alga-psa/temporal-worker"]["internal_api_shared_secret"]
-    assert re.fullmatch(r"[A-Za-z0-9_-]{64}", internal), "48 random bytes, base64url"
+    worker = state["kv"]["secret/alga-psa/temporal-worker"]
+    internal, webhook = worker["internal_api_shared_secret"], worker["temporal_webhook_secret"]
+    assert set(worker) == {"internal_api_shared_secret", "temporal_webhook_secret"}
+    for generated in (internal, webhook):
+        assert re.fullmatch(r"[A-Za-z0-9_-]{64}", generated), "48 random bytes, base64url"
+    assert internal != webhook
     assert state["kv"]["secret/alga-psa/shared"] == {
         "alga_auth_key": SHARED_FROM_ENV["ALGA_AUTH_KEY"],
         "postgres_password": SHARED_FROM_ENV["DB_PASSWORD_ADMIN"],
         "db_password_server": SHARED_FROM_ENV["DB_PASSWORD_SERVER"],
         "resend_api_key": SHARED_FROM_ENV["RESEND_API_KEY"],
+        "stripe_secret_key": SHARED_FROM_ENV["STRIPE_SECRET_KEY"],
     }
     assert state["policies"]["temporal-worker"] == POLICY.read_text(encoding="utf-8")
     role = state["roles"]["auth/kubernetes/role/temporal-worker"]
@@ -205,7 +211,7 @@ def test_setup_creates_everything_then_is_idempotent(fake_vault: FakeVault) -> N
     assert role["bound_service_account_namespaces"] == "msp"
     assert role["token_policies"] == "temporal-worker"
 
-    secrets = [internal, *SHARED_FROM_ENV.values()]
+    secrets = [internal, webhook, *SHARED_FROM_ENV.values()]
     calls_text = json.dumps(fake_vault.calls())
     for value in secrets:
         assert value not in first.stdout + first.stderr, "a secret value was printed"
@@ -230,11 +236,13 @@ def test_setup_never_invents_shared_secrets(fake_vault: FakeVault) -> None:
     """Missing shared keys and no env values: fail naming them, after setting up everything else."""
     result = fake_vault.run()
     assert result.returncode != 0
-    for key in ("alga_auth_key", "postgres_password", "db_password_server", "resend_api_key"):
+    for key in ("alga_auth_key", "postgres_password", "db_password_server", "resend_api_key",
+                "stripe_secret_key"):
         assert key in result.stderr
     state = fake_vault.load()
     assert "secret/alga-psa/shared" not in state["kv"]
-    assert "internal_api_shared_secret" in state["kv"]["secret/alga-psa/temporal-worker"]
+    assert set(state["kv"]["secret/alga-psa/temporal-worker"]) == {"internal_api_shared_secret",
+                                                                    "temporal_webhook_secret"}
     assert "temporal-worker" in state["policies"]
     assert "auth/kubernetes/role/temporal-worker" in state["roles"]
 
@@ -249,9 +257,9 @@ def test_setup_keeps_existing_values_and_patches_missing_keys(fake_vault: FakeVa
     result = fake_vault.run(SHARED_FROM_ENV)
     assert result.returncode == 0, result.stderr
     state = fake_vault.load()
-    assert state["kv"]["secret/alga-psa/temporal-worker"] == {
-        "internal_api_shared_secret": "existing-internal"
-    }
+    worker = state["kv"]["secret/alga-psa/temporal-worker"]
+    assert worker["internal_api_shared_secret"] == "existing-internal"
+    assert re.fullmatch(r"[A-Za-z0-9_-]{64}", worker["temporal_webhook_secret"]), "missing key added"
     shared = state["kv"]["secret/alga-psa/shared"]
     assert shared["alga_auth_key"] == "web-app-pepper"
     assert shared["other_app_key"] == "untouched"
@@ -269,3 +277,22 @@ def test_setup_requires_login_and_kubernetes_auth(fake_vault: FakeVault) -> None
     result = fake_vault.run(SHARED_FROM_ENV)
     assert result.returncode != 0 and "not logged in" in result.stderr
     assert fake_vault.load()["kv"] == {}
+
+
+def test_setup_takes_nm_store_secrets_from_the_environment_when_given(fake_vault: FakeVault) -> None:
+    """An nm-store that already holds its secrets keeps them: the values come from the environment
+    (through stdin, never printed), and an existing Vault value is still never replaced."""
+    given = {"INTERNAL_API_SHARED_SECRET": "nm-internal-Secret6", "TEMPORAL_WEBHOOK_SECRET": "nm-webhook-Secret7"}
+    result = fake_vault.run({**SHARED_FROM_ENV, **given})
+    assert result.returncode == 0, result.stderr
+    assert fake_vault.load()["kv"]["secret/alga-psa/temporal-worker"] == {
+        "internal_api_shared_secret": given["INTERNAL_API_SHARED_SECRET"],
+        "temporal_webhook_secret": given["TEMPORAL_WEBHOOK_SECRET"],
+    }
+    calls_text = json.dumps(fake_vault.calls())
+    for value in given.values():
+        assert value not in result.stdout + result.stderr and value not in calls_text
+    again = fake_vault.run({**SHARED_FROM_ENV, "TEMPORAL_WEBHOOK_SECRET": "a-different-value-8"})
+    assert again.returncode == 0, again.stderr
+    assert fake_vault.load()["kv"]["secret/alga-psa/temporal-worker"]["temporal_webhook_secret"] == given[
+        "TEMPORAL_WEBHOOK_SECRET"]
