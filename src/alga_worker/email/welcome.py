@@ -1,27 +1,35 @@
-"""The tenant welcome email (subject, HTML and text), rendered from Jinja2 templates.
+"""Customer emails: the tenant welcome email and the client-portal access email, from Jinja2 templates.
 
-Content follows the original worker's welcome email, with two corrections:
+The welcome email follows the original worker's content, with corrections:
 
-* the client-portal card, button and "two portals" wording appear only when a client-portal user was
-  really created (``client_portal_url`` set). The original promised portal access unconditionally,
-  which misled customers in the 2026 incident (B8);
+* the client portal is mentioned only when a client-portal user was really created for this customer,
+  that is when its *own* temporary password is given (``portal_temporary_password``): then a portal
+  section (login URL, the portal user's email, its password) appears in both the HTML and the text
+  part; otherwise neither part mentions a portal at all. The original promised portal access
+  unconditionally, which misled customers in the 2026 incident (B8), and told them to use the admin's
+  password there (the portal user reused it, B7);
 * nothing claims the password "expires in 24 hours" (the S-JUL text did; nothing enforced it).
 
-The temporary password is a ``SecretStr``: it reaches the rendered bodies and nothing else (not
-``repr``, not ``model_dump_json``), so a context that ends up in a log line or a traceback leaks nothing.
+The portal access email carries the same portal section (one partial template for both) and is sent
+when an operator run creates a portal user for an existing customer.
+
+Passwords are ``SecretStr``: they reach the rendered bodies and nothing else (not ``repr``, not
+``model_dump_json``), so a context that ends up in a log line or a traceback leaks nothing.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import jinja2
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from alga_worker.email.message import normalize_address
 
 WELCOME_SUBJECT = "Welcome to Alga PSA - Your Account is Ready"
+PORTAL_ACCESS_SUBJECT = "Your Nine Minds Client Portal Access"
 
 
 def _http_url(value: str) -> str:
@@ -33,7 +41,11 @@ def _http_url(value: str) -> str:
 
 
 class WelcomeEmailContext(BaseModel):
-    """Everything the welcome email shows; built by the activity that created the admin user."""
+    """Everything the welcome email shows; built by the activity that sends it.
+
+    ``client_portal_url`` and ``portal_temporary_password`` come together or not at all: a portal
+    section needs both a place to sign in and the portal user's own password.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -44,6 +56,7 @@ class WelcomeEmailContext(BaseModel):
     temporary_password: SecretStr = Field(min_length=1)
     login_url: str
     client_portal_url: str | None = None
+    portal_temporary_password: SecretStr | None = Field(default=None, min_length=1)
     client_name: str | None = None
 
     @field_validator("email")
@@ -55,6 +68,39 @@ class WelcomeEmailContext(BaseModel):
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         return None if value is None else _http_url(value)
+
+    @model_validator(mode="after")
+    def _portal_complete(self) -> WelcomeEmailContext:
+        if (self.client_portal_url is None) != (self.portal_temporary_password is None):
+            raise ValueError("client_portal_url and portal_temporary_password go together")
+        return self
+
+    @property
+    def has_client_portal(self) -> bool:
+        return self.portal_temporary_password is not None
+
+
+class PortalAccessEmailContext(BaseModel):
+    """The client-portal access email: sent alone when a portal user is created after the welcome."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tenant_name: str = Field(min_length=1, max_length=255)
+    first_name: str = Field(min_length=1, max_length=255)
+    last_name: str = Field(max_length=255)
+    email: str
+    client_portal_url: str
+    portal_temporary_password: SecretStr = Field(min_length=1)
+
+    @field_validator("email")
+    @classmethod
+    def _check_email(cls, value: str) -> str:
+        return normalize_address(value)
+
+    @field_validator("client_portal_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return _http_url(value)
 
 
 @functools.cache
@@ -73,21 +119,40 @@ def _environment() -> jinja2.Environment:
 
 def render_welcome_email(ctx: WelcomeEmailContext, *, now: datetime | None = None) -> tuple[str, str, str]:
     """Return ``(subject, html, text)`` for ``ctx``; ``now`` fixes the footer year in tests."""
-    year = (now or datetime.now(UTC)).year
     values = {
         "tenant_name": ctx.tenant_name,
         "client_name": ctx.client_name,
-        "first_name": ctx.first_name,
-        "last_name": ctx.last_name,
         "full_name": f"{ctx.first_name} {ctx.last_name}".strip(),
         "email": ctx.email,
         "temporary_password": ctx.temporary_password.get_secret_value(),
         "login_url": ctx.login_url,
-        "client_portal_url": ctx.client_portal_url,
-        "has_client_portal": ctx.client_portal_url is not None,
-        "year": year,
+        "has_client_portal": ctx.has_client_portal,
+        **_portal_values(ctx.client_portal_url, ctx.email, ctx.portal_temporary_password),
+        "year": (now or datetime.now(UTC)).year,
     }
+    return WELCOME_SUBJECT, *_render("welcome", values)
+
+
+def render_portal_access_email(ctx: PortalAccessEmailContext, *,
+                               now: datetime | None = None) -> tuple[str, str, str]:
+    """Return ``(subject, html, text)`` of the client-portal access email."""
+    values = {
+        "tenant_name": ctx.tenant_name,
+        "full_name": f"{ctx.first_name} {ctx.last_name}".strip(),
+        **_portal_values(ctx.client_portal_url, ctx.email, ctx.portal_temporary_password),
+        "year": (now or datetime.now(UTC)).year,
+    }
+    return PORTAL_ACCESS_SUBJECT, *_render("portal_access", values)
+
+
+def _portal_values(url: str | None, email: str, password: SecretStr | None) -> dict[str, str | None]:
+    """What the shared portal section (``_client_portal.*.j2``) shows; all None without a portal."""
+    if url is None or password is None:
+        return {"client_portal_url": None, "portal_email": None, "portal_temporary_password": None}
+    return {"client_portal_url": url, "portal_email": email,
+            "portal_temporary_password": password.get_secret_value()}
+
+
+def _render(name: str, values: Mapping[str, object]) -> tuple[str, str]:
     env = _environment()
-    html = env.get_template("welcome.html.j2").render(values)
-    text = env.get_template("welcome.txt.j2").render(values)
-    return WELCOME_SUBJECT, html, text
+    return env.get_template(f"{name}.html.j2").render(values), env.get_template(f"{name}.txt.j2").render(values)
