@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -33,7 +34,9 @@ from alga_worker.models import (
     WORKFLOW_TYPE_HEALTH_CHECK,
     WORKFLOW_TYPE_TENANT_CREATION,
     AdminUserInput,
+    CheckoutStatusReport,
     HealthCheckResult,
+    NmStoreCallback,
     TenantCreationInput,
     TenantCreationResult,
     TenantCreationState,
@@ -58,6 +61,11 @@ tenant_app = typer.Typer(help="Start, inspect, cancel and list tenant creations.
 db_app = typer.Typer(help="Dev/test database schema.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(db_app, name="db")
+customer_app = typer.Typer(help="Customer tracking in the management tenant.", no_args_is_help=True)
+app.add_typer(customer_app, name="customer")
+checkout_app = typer.Typer(help="Find a checkout's tenant creation; re-send its nm-store reports.",
+                           no_args_is_help=True)
+app.add_typer(checkout_app, name="checkout")
 
 out = Console()
 err_console = Console(stderr=True)
@@ -493,6 +501,249 @@ def health_check(
             err_console.print(f"[red]✗[/] answered by build {result.build_id}, expected {expect_build_id}")
             return EXIT_FAILED
         return EXIT_OK
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+# ---------------------------------------------------------------- customer tracking
+
+
+@customer_app.command("track")
+def customer_track(
+    tenant_id: Annotated[str, typer.Argument(help="The customer's Alga tenant id.")],
+    create_portal_user: Annotated[bool, typer.Option(
+        help="Also create the client-portal user if missing and email its own temporary password to the "
+             "tenant's admin. Without it nothing is sent and no portal user is created.")] = False,
+    repairs: Annotated[str | None, typer.Option(
+        help="The tenantCreationWorkflow id whose tracking this repairs (recorded in the result).")] = None,
+) -> None:
+    """Run customerTrackingWorkflow: record an existing tenant in the management tenant, idempotently.
+
+    Names and the admin are read from the database. A collision with another customer's records fails
+    with AmbiguousCustomerError and writes nothing: resolve it in the management tenant, then run again.
+    """
+    from pydantic import ValidationError
+
+    from alga_worker.models import WORKFLOW_TYPE_CUSTOMER_TRACKING, CustomerTrackingRequest, CustomerTrackingResult
+
+    try:
+        request = CustomerTrackingRequest.model_validate(
+            {"tenant_id": tenant_id, "workflow_id": repairs, "create_portal_user": create_portal_user})
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                             for e in err.errors(include_input=False, include_url=False))
+        raise _fail(EXIT_CONFIG, f"invalid input: {problems}") from None
+    cs = _client_settings()
+
+    async def main() -> int:
+        from temporalio.client import WorkflowFailureError
+        from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
+
+        client = await _client(cs)
+        # One id per tenant: two operators cannot run it for the same customer at once.
+        wf_id = f"customer-tracking-{request.tenant_id}"
+        try:
+            handle = await client.start_workflow(
+                WORKFLOW_TYPE_CUSTOMER_TRACKING, dump_wire(request), id=wf_id, task_queue=cs.task_queue,
+                execution_timeout=_minutes(30), result_type=CustomerTrackingResult,
+            )
+        except WorkflowAlreadyStartedError:
+            err_console.print(f"[red]✗[/] customer tracking for tenant {request.tenant_id} is already running "
+                              f"({wf_id})")
+            return EXIT_FAILED
+        out.print(f"started [bold]{wf_id}[/]")
+        try:
+            result: CustomerTrackingResult = await handle.result()
+        except WorkflowFailureError as err:
+            cause: BaseException = err.cause
+            while isinstance(cause, ActivityError) and cause.cause is not None:
+                cause = cause.cause
+            err_console.print(f"[red]✗[/] {getattr(cause, 'type', None) or type(cause).__name__}: {cause}",
+                              soft_wrap=True)
+            return EXIT_FAILED
+        table = Table(title="Customer tracked", show_header=False)
+        table.add_row("tenant id", result.tenant_id)
+        table.add_row("customer client id", result.customer_client_id)
+        table.add_row("contact id", result.contact_id)
+        table.add_row("tag id", result.tag_id)
+        table.add_row("portal user id", result.portal_user_id or "-")
+        for name, outcome in result.outcomes.items():
+            table.add_row(name, outcome.status.value + (f" ({outcome.detail})" if outcome.detail else ""))
+        out.print(table)
+        return EXIT_OK
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+# ---------------------------------------------------------------- checkout (nm-store)
+
+# The checkoutSessionId the workflow accepts (models.TenantCreationInput); checked before the id is put
+# into a visibility query, so no input can change the query's meaning.
+CHECKOUT_SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
+
+
+def _checkout_session_id(value: str) -> str:
+    if not CHECKOUT_SESSION_ID_RE.fullmatch(value):
+        raise _fail(EXIT_CONFIG, "invalid checkout session id: 1-255 letters, digits, '_' or '-'")
+    return value
+
+
+async def _checkout_runs(client: Any, session_id: str) -> list[Any] | None:
+    """tenantCreationWorkflow runs tagged with this checkout session, newest first (None: the query
+    failed, already reported)."""
+    from temporalio.service import RPCError
+
+    from alga_worker.search_attributes import CHECKOUT_SESSION_ID
+
+    query = (f'WorkflowType="{WORKFLOW_TYPE_TENANT_CREATION}" AND '
+             f'{CHECKOUT_SESSION_ID.name}="{session_id}"')
+    try:
+        runs = [wf async for wf in client.list_workflows(query, limit=20)]
+    except RPCError as err:
+        err_console.print(f"cannot search runs by {CHECKOUT_SESSION_ID.name} (is the search attribute "
+                          f"registered on this namespace? see docs/checkout.md): {err.message}", soft_wrap=True)
+        return None
+    return sorted(runs, key=lambda wf: wf.start_time, reverse=True)
+
+
+def _run_summary(wf: Any) -> dict[str, Any]:
+    return {"workflowId": wf.id, "runId": wf.run_id, "status": wf.status.name if wf.status else None,
+            "started": wf.start_time.isoformat() if wf.start_time else None,
+            "closed": wf.close_time.isoformat() if wf.close_time else None}
+
+
+async def _sent_to_nm_store(client: Any, handle: Any) -> tuple[CheckoutStatusReport | None,
+                                                                NmStoreCallback | None]:
+    """The last status report and callback this run scheduled, decoded from its history: exactly the
+    inputs the workflow derived (same body, same idempotency key), whatever the run's state now."""
+    report: CheckoutStatusReport | None = None
+    callback: NmStoreCallback | None = None
+    history = await handle.fetch_history()
+    for event in history.events:
+        if not event.HasField("activity_task_scheduled_event_attributes"):
+            continue
+        attributes = event.activity_task_scheduled_event_attributes
+        name = attributes.activity_type.name
+        if name == "report_checkout_status":
+            [report] = await client.data_converter.decode(attributes.input.payloads, [CheckoutStatusReport])
+        elif name == "send_nm_store_callback":
+            [callback] = await client.data_converter.decode(attributes.input.payloads, [NmStoreCallback])
+    return report, callback
+
+
+async def _checkout_state(handle: Any) -> TenantCreationState | None:
+    """getState, or None when no worker answers (a query, even of a closed run, needs one)."""
+    try:
+        state: TenantCreationState = await handle.query("getState", result_type=TenantCreationState)
+    except Exception as err:
+        err_console.print(f"getState unavailable ({type(err).__name__}): is a worker polling the queue?")
+        return None
+    return state
+
+
+@checkout_app.command("status")
+def checkout_status(session_id: Annotated[str, typer.Argument(help="Stripe checkout session id (cs_...).")]) -> None:
+    """Find the tenant creation of a checkout session and show what was reported to nm-store.
+
+    Prints JSON: the run (workflow id, execution status), the checkout section of getState (last status,
+    status and callback delivery with HTTP status, idempotency key and time, last error) and any older
+    runs for the same session. Exit 6 when no run carries this session id.
+    """
+    session_id = _checkout_session_id(session_id)
+    cs = _client_settings()
+
+    async def main() -> int:
+        client = await _client(cs)
+        runs = await _checkout_runs(client, session_id)
+        if runs is None:
+            return EXIT_FAILED
+        if not runs:
+            err_console.print(f"no tenantCreationWorkflow run for checkout session {session_id}")
+            return EXIT_NOT_FOUND
+        latest = runs[0]
+        state = await _checkout_state(client.get_workflow_handle(latest.id, run_id=latest.run_id))
+        doc: dict[str, Any] = {"checkoutSessionId": session_id, **_run_summary(latest)}
+        if state is not None:
+            doc.update({"step": state.step.value, "tenantId": state.tenant_id, "error": state.error,
+                        "checkout": dump_wire(state.checkout) if state.checkout else None})
+        else:
+            doc["checkout"] = "unavailable (no worker answered getState)"
+        doc["otherRuns"] = [_run_summary(wf) for wf in runs[1:]]
+        out.print_json(json.dumps(doc))
+        return EXIT_OK
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+@checkout_app.command("resend")
+def checkout_resend(session_id: Annotated[str, typer.Argument(help="Stripe checkout session id (cs_...).")]) -> None:
+    """Re-send a checkout's last status report to nm-store and, once the run has ended, its callback.
+
+    The requests are rebuilt from the run's own history, so they carry the bodies and idempotency keys
+    the workflow sent: nm-store treats them as repeats of the originals, never as new events. Needs the
+    worker's nm-store settings (NMSTORE_BASE_URL, INTERNAL_API_SHARED_SECRET, TEMPORAL_WEBHOOK_SECRET).
+    Prints the HTTP outcome of each request; exit 1 if any failed, 6 if there is nothing to re-send.
+    """
+    session_id = _checkout_session_id(session_id)
+    settings = _settings()
+    cs = _client_settings()
+
+    async def main() -> int:
+        from temporalio.client import WorkflowExecutionStatus
+        from temporalio.exceptions import ApplicationError
+
+        from alga_worker.models import CheckoutStatus, OutcomeStatus
+        from alga_worker.nmstore import NmStoreClient, new_http_client
+
+        client = await _client(cs)
+        runs = await _checkout_runs(client, session_id)
+        if runs is None:
+            return EXIT_FAILED
+        if not runs:
+            err_console.print(f"no tenantCreationWorkflow run for checkout session {session_id}")
+            return EXIT_NOT_FOUND
+        latest = runs[0]
+        handle = client.get_workflow_handle(latest.id, run_id=latest.run_id)
+        report, callback = await _sent_to_nm_store(client, handle)
+        if report is None:
+            err_console.print(f"run {latest.id} has not reported to nm-store yet: nothing to re-send")
+            return EXIT_NOT_FOUND
+        ended = latest.status not in (None, WorkflowExecutionStatus.RUNNING)
+        unsendable = False
+        if ended and callback is None and report.workflow_status is not CheckoutStatus.IN_PROGRESS:
+            # The run ended before its callback was scheduled: build the one it would have sent, with
+            # the tenant id (from getState) only when its tenant exists, as the workflow does.
+            state = await _checkout_state(handle)
+            if state is None:
+                unsendable = True
+            else:
+                tenant = state.outcomes.get("tenant")
+                created = tenant is not None and tenant.status is OutcomeStatus.DONE
+                callback = NmStoreCallback(
+                    session_id=report.checkout_session_id, status=report.workflow_status, error=report.error,
+                    alga_tenant_id=state.tenant_id if created else None, workflow_id=report.workflow_id)
+        out.print(f"run {latest.id} ({latest.status.name if latest.status else '?'})")
+        failed = unsendable
+        if unsendable:
+            err_console.print("[red]✗[/] callback: not scheduled by the run, and cannot be rebuilt without getState")
+        async with new_http_client() as http:
+            nmstore = NmStoreClient(settings, http)
+            sends: list[tuple[str, Any]] = [(f"status {report.workflow_status.value}",
+                                             nmstore.report_status(report))]
+            if ended and callback is not None:
+                sends.append((f"callback {callback.status.value}", nmstore.send_callback(callback)))
+            elif ended and not unsendable:
+                err_console.print("the run ended without a final status: no callback to send")
+            for what, send in sends:  # in order: the status first, then the callback
+                try:
+                    delivery = await send
+                except ApplicationError as err:
+                    failed = True
+                    err_console.print(f"[red]✗[/] {what}: {err.type}: {err}", soft_wrap=True)
+                    continue
+                out.print(f"[green]✓[/] {what}: HTTP {delivery.http_status} "
+                          f"(idempotency key {delivery.idempotency_key})", soft_wrap=True)
+        return EXIT_FAILED if failed else EXIT_OK
 
     raise typer.Exit(asyncio.run(main()))
 

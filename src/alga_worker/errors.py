@@ -16,6 +16,11 @@ DUPLICATE_ERROR = "DuplicateError"
 TENANT_CONFLICT = "TenantConflictError"
 EMAIL_REJECTED = "EmailRejected"
 CANCELLED = "TenantCreationCancelled"
+# A setting the requested work needs is unset or invalid: retrying on the same configuration cannot help.
+CONFIGURATION_ERROR = "ConfigurationError"
+# The customer's records in the management tenant collide with records of someone else (a client with
+# the same name, a contact or portal user with the same email): an operator must decide, a retry cannot.
+AMBIGUOUS_CUSTOMER = "AmbiguousCustomerError"
 
 # Database errors, classified for every activity by ``activities/db_errors.py``:
 CONSTRAINT_VIOLATION = "ConstraintViolationError"  # unique, foreign key, check, not-null, value too long
@@ -24,8 +29,24 @@ SCHEMA_MISMATCH = "SchemaMismatchError"  # undefined table, column, function, ty
 DATABASE_UNAVAILABLE = "DatabaseUnavailableError"  # retryable: connection lost or refused, pool exhausted
 TRANSIENT_DATABASE = "TransientDatabaseError"  # retryable: serialization, deadlock, lock or statement timeout
 
+# nm-store (``alga_worker/nmstore.py``): outages retry; refusals cannot be fixed by retrying.
+NMSTORE_UNAVAILABLE = "NmStoreUnavailableError"  # retryable: 5xx, 429, connection refused, timeout
+NMSTORE_AUTH = "NmStoreAuthError"  # 401/403: our secret or signing key does not match nm-store's
+NMSTORE_REJECTED = "NmStoreRejectedError"  # any other 4xx (or a redirect): nm-store refused the request
+
+# Stripe (``activities/stripe.py``): outages retry; refusals and unusable answers cannot be fixed by retrying.
+STRIPE_UNAVAILABLE = "StripeUnavailableError"  # retryable: 429, 5xx, connection refused or lost, timeout
+STRIPE_AUTH = "StripeAuthError"  # 401/403: STRIPE_SECRET_KEY is wrong, revoked or lacks the permission
+STRIPE_REJECTED = "StripeRejectedError"  # other 4xx: unknown session id (resource_missing), card error ...
+STRIPE_INCOMPLETE_CHECKOUT = "StripeIncompleteCheckoutError"  # the session has no customer (yet), or no usable one
+STRIPE_SUBSCRIPTION_CONFLICT = "StripeSubscriptionConflictError"  # already tagged with another tenant
+
 NON_RETRYABLE_TYPES: tuple[str, ...] = (VALIDATION_ERROR, DUPLICATE_ERROR, TENANT_CONFLICT, EMAIL_REJECTED,
-                                        CONSTRAINT_VIOLATION, INVALID_DATA, SCHEMA_MISMATCH)
+                                        CONFIGURATION_ERROR, AMBIGUOUS_CUSTOMER,
+                                        CONSTRAINT_VIOLATION, INVALID_DATA, SCHEMA_MISMATCH,
+                                        NMSTORE_AUTH, NMSTORE_REJECTED,
+                                        STRIPE_AUTH, STRIPE_REJECTED, STRIPE_INCOMPLETE_CHECKOUT,
+                                        STRIPE_SUBSCRIPTION_CONFLICT)
 
 
 def validation_error(message: str, *details: Any) -> ApplicationError:
@@ -38,3 +59,13 @@ def duplicate_error(message: str, *details: Any) -> ApplicationError:
 
 def tenant_conflict_error(message: str, *details: Any) -> ApplicationError:
     return ApplicationError(message, *details, type=TENANT_CONFLICT, non_retryable=True)
+
+
+def configuration_error(message: str, *details: Any) -> ApplicationError:
+    """Names the variables involved, never their values."""
+    return ApplicationError(message, *details, type=CONFIGURATION_ERROR, non_retryable=True)
+
+
+def ambiguous_customer_error(message: str, *details: Any) -> ApplicationError:
+    """Raised inside the writing transaction, so nothing is kept: never skip silently, never guess."""
+    return ApplicationError(message, *details, type=AMBIGUOUS_CUSTOMER, non_retryable=True)

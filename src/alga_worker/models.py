@@ -226,7 +226,9 @@ class Step(StrEnum):
 
     INITIALIZING = "initializing"
     VALIDATING = "validating"
+    FETCHING_STRIPE_DETAILS = "fetching_stripe_details"
     CREATING_TENANT = "creating_tenant"
+    CREATING_CUSTOMER_TRACKING = "creating_customer_tracking"
     SENDING_WELCOME_EMAIL = "sending_welcome_email"
     REMOVING_TENANT = "removing_tenant"
     COMPLETED = "completed"
@@ -475,3 +477,75 @@ class WorkerCapabilities(WireModel):
     missing_checkout_settings: list[str] = Field(default_factory=list)
     stripe_enabled: bool = False
     customer_tracking_enabled: bool = False
+
+
+# ---- customer tracking: the operator's retry (customerTrackingWorkflow) ----
+
+WORKFLOW_TYPE_CUSTOMER_TRACKING = "customerTrackingWorkflow"
+
+
+class CustomerTrackingRequest(WireModel):
+    """What ``alga-worker customer track`` sends to ``customerTrackingWorkflow``: only the tenant id.
+
+    Everything else (names, the admin) is read from the database by the workflow, so an operator
+    repairing a failed tracking cannot record the customer under a mistyped name or address.
+    """
+
+    tenant_id: WireUUID
+    workflow_id: FreeText | None = Field(
+        default=None, description="The tenantCreationWorkflow whose customer tracking this repairs, when "
+        "known: echoed in the result for the audit trail, nothing else.")
+    create_portal_user: bool = Field(
+        default=False, description="Also create the client-portal user when it is missing, and email its "
+        "own temporary password to the admin. Off by default: without it nothing is sent and no credential "
+        "is made that nobody would receive.")
+
+
+class CustomerFactsInput(WireModel):
+    tenant_id: WireUUID
+
+
+class CustomerFacts(WireModel):
+    """What ``load_customer_facts`` reads about an existing tenant: what tracking records, no secret."""
+
+    tenant_id: WireUUID
+    tenant_name: str
+    client_name: str = Field(description="The tenant's default client, else the tenant name.")
+    admin_user_id: WireUUID = Field(description="The tenant's first active MSP admin.")
+    admin: AdminUserInput
+
+
+class CustomerRecordsInput(WireModel):
+    """Input of ``track_customer_records``: client, contact and tag as ``track_customer`` writes them;
+    the portal user is only looked up, never created (no credential without a way to deliver it)."""
+
+    tenant_id: WireUUID
+    tenant_name: str
+    client_name: str
+    admin: AdminUserInput
+    customer_client_id: WireUUID
+    contact_id: WireUUID
+
+
+class PortalAccessEmailInput(WireModel):
+    """Input of ``send_portal_access_email``: the portal user's own sealed password, never in clear."""
+
+    tenant_id: WireUUID
+    portal_user_id: WireUUID
+    tenant_name: str
+    admin: AdminUserInput
+    sealed_portal_password: str
+    seal_binding: str
+
+
+class CustomerTrackingResult(WireModel):
+    """Result of ``customerTrackingWorkflow``. Ids and outcomes only: no password, sealed or not."""
+
+    tenant_id: str
+    customer_client_id: str
+    contact_id: str
+    tag_id: str
+    portal_user_id: str | None = None
+    portal_email_sent: bool = False
+    repairs_workflow_id: str | None = None
+    outcomes: dict[str, StepOutcome]

@@ -13,6 +13,7 @@ from temporalio.testing import ActivityEnvironment
 from tests.support.data import tenant_request, tenant_row_counts, unique_email
 from tests.support.workers import Gate, activity_name, outbox_messages, password_from_welcome, running_worker
 
+from alga_worker.db.provisioning import TENANT_TABLES_DELETE_ORDER
 from alga_worker.models import (
     AdminUserInput,
     ProvisionTenantInput,
@@ -22,10 +23,7 @@ from alga_worker.models import (
 )
 from alga_worker.runtime.worker import build_resources
 
-EMPTY = dict.fromkeys(
-    ["tag_mappings", "tag_definitions", "user_roles", "role_permissions", "users", "roles", "permissions",
-     "contacts", "tenant_companies", "client_locations", "clients", "tax_rates", "tax_regions",
-     "tenant_email_settings", "tenant_settings", "tenants"], 0)
+EMPTY = dict.fromkeys(TENANT_TABLES_DELETE_ORDER, 0)
 
 
 def provision_input() -> ProvisionTenantInput:

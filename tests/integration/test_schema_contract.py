@@ -133,7 +133,7 @@ async def test_incompatible_types_missing_keys_and_unset_not_null_columns(db, st
         # A partial unique index cannot be an ON CONFLICT (tenant, user_id) arbiter: still missing.
         "CREATE UNIQUE INDEX users_partial ON users (tenant, user_id) WHERE user_type = 'internal'",
         "ALTER TABLE tax_rates ADD COLUMN created_by uuid NOT NULL",
-        "ALTER TABLE contacts ADD COLUMN owner uuid NOT NULL",  # the worker never inserts contacts
+        "ALTER TABLE stripe_products ADD COLUMN owner uuid NOT NULL",  # the worker never inserts products
     ) as url:
         assert await problems_of(url) == [
             "column tenant_settings.settings: expected json, found text",

@@ -22,6 +22,8 @@ EXPECTED_ROWS = {
     "tenant_email_settings": 1, "roles": 8, "permissions": 134, "role_permissions": 313, "tax_regions": 1,
     "tax_rates": 1, "users": 1, "user_roles": 1,
     "contacts": 0, "tag_definitions": 0, "tag_mappings": 0,
+    # no checkout in this start: no Stripe rows
+    "stripe_customers": 0, "stripe_subscriptions": 0, "stripe_prices": 0, "stripe_products": 0,
 }
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from uuid import UUID
 
 from temporalio import activity
 
 from alga_worker import errors
 from alga_worker.activities.heartbeat import heartbeating
 from alga_worker.db import provisioning as sql
+from alga_worker.db import stripe_records
 from alga_worker.db.pool import DbPool
 from alga_worker.models import (
     ProvisionTenantInput,
@@ -27,10 +29,12 @@ log = logging.getLogger(__name__)
 
 
 class TenantActivities:
-    def __init__(self, pool: DbPool, hasher: PasswordHasher, sealer: CredentialSealer) -> None:
+    def __init__(self, pool: DbPool, hasher: PasswordHasher, sealer: CredentialSealer,
+                 master_billing_tenant_id: UUID | None = None) -> None:
         self._pool = pool
         self._hasher = hasher
         self._sealer = sealer
+        self._master_billing_tenant_id = master_billing_tenant_id
 
     @activity.defn(name="provision_tenant")
     async def provision_tenant(self, req: ProvisionTenantInput) -> ProvisionTenantOutput:
@@ -61,6 +65,9 @@ class TenantActivities:
             await sql.upsert_tenant_settings(conn, req.tenant_id)
             await sql.run_onboarding_seeds(conn, req.tenant_id)
             role_id = await sql.upsert_admin_user(conn, req, hashed)
+            if req.stripe is not None:  # the customer's Stripe records belong to the tenant: same transaction
+                await stripe_records.write_stripe_records(conn, req.tenant_id, req.stripe,
+                                                          self._master_billing_tenant_id)
             counts = await sql.count_tenant_rows(conn, req.tenant_id)
         log.info("tenant provisioned", extra={"tenant_id": str(req.tenant_id), "tenant_created": created,
                                               "rows": sum(counts.values())})

@@ -24,6 +24,12 @@ from alga_worker.models import ProvisionTenantInput
 
 # Tables holding rows of one tenant, children before parents: the order removal must follow.
 TENANT_TABLES_DELETE_ORDER: tuple[str, ...] = (
+    # Stripe billing rows (db/stripe_records.py): subscriptions reference customers and prices,
+    # prices reference products.
+    "stripe_subscriptions",
+    "stripe_customers",
+    "stripe_prices",
+    "stripe_products",
     "tag_mappings",
     "tag_definitions",
     "user_roles",

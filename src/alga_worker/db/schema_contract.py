@@ -15,10 +15,10 @@ contract with the live database up front (``alga-worker check``, start-up, readi
 difference before any workflow runs; ``activities/db_errors.py`` types the same errors as
 ``SchemaMismatchError`` if one slips through anyway.
 
-What is declared: every table and column that SQL in ``db/provisioning.py`` (and the CLI's web-app
-role check) names, with a *type family*, not an exact type: the worker's statements work on
-``varchar(255)`` as on ``text``, on ``timestamp`` as on ``timestamptz``. Plus the unique keys the
-``ON CONFLICT`` targets need: without one PostgreSQL rejects the statement (42P10). And, for the
+What is declared: every table and column that SQL in ``db/provisioning.py``, ``db/customer_tracking.py``
+(and the CLI's web-app role check) names, with a *type family*, not an exact type: the worker's
+statements work on ``varchar(255)`` as on ``text``, on ``timestamp`` as on ``timestamptz``. Plus the
+unique keys the ``ON CONFLICT`` targets need: without one PostgreSQL rejects the statement (42P10). And, for the
 tables the worker inserts into, any other column that is NOT NULL without a default is reported: the
 worker's INSERT does not set it, so it would fail (23502). A column added to the worker's SQL must
 be added here: ``tests/integration/test_schema_contract.py`` runs provisioning and removal on a
@@ -88,8 +88,9 @@ CONTRACT: tuple[Table, ...] = (
     }, unique_keys=(("tenant",),), uses="insert (ON CONFLICT (tenant)), exists check, count, delete"),
     Table("clients", {
         "tenant": UUID, "client_id": UUID, "client_name": TEXT, "client_type": TEXT, "is_inactive": BOOLEAN,
-        "properties": JSON, **_STAMPS,
-    }, unique_keys=(("tenant", "client_id"),), uses="default client insert, ownership proof, count, delete"),
+        "properties": JSON, "notes": TEXT, **_STAMPS,
+    }, unique_keys=(("tenant", "client_id"),),
+        uses="default client insert, ownership proof, customer client lookup and insert, count, delete"),
     Table("client_locations", {
         "tenant": UUID, "location_id": UUID, "client_id": UUID, "location_name": TEXT, "email": TEXT,
         "phone": TEXT, "address_line1": TEXT, "city": TEXT, "country_code": TEXT, "country_name": TEXT,
@@ -125,15 +126,44 @@ CONTRACT: tuple[Table, ...] = (
     }, uses="default rate insert where missing, count, delete"),
     Table("users", {
         "tenant": UUID, "user_id": UUID, "username": TEXT, "first_name": TEXT, "last_name": TEXT,
-        "email": TEXT, "hashed_password": TEXT, "user_type": TEXT, "is_inactive": BOOLEAN, **_STAMPS,
+        "email": TEXT, "hashed_password": TEXT, "user_type": TEXT, "is_inactive": BOOLEAN, "contact_id": UUID,
+        **_STAMPS,
     }, unique_keys=(("tenant", "user_id"),),
-        uses="admin upsert, cross-tenant email check, web-app role check, count, delete"),
+        uses="admin upsert, cross-tenant email check, portal user lookup and upsert, web-app role check, "
+             "count, delete"),
     Table("user_roles", {"tenant": UUID, "user_id": UUID, "role_id": UUID},
           unique_keys=(("tenant", "user_id", "role_id"),), uses="Admin role grant insert, count, delete"),
-    # Written by other Alga code for a tenant; the worker counts and removes them by tenant only.
-    Table("contacts", {"tenant": UUID}, inserts=False, uses="count, delete"),
-    Table("tag_definitions", {"tenant": UUID}, inserts=False, uses="count, delete"),
-    Table("tag_mappings", {"tenant": UUID}, inserts=False, uses="count, delete"),
+    # Customer tracking writes these in the management tenant (db/customer_tracking.py); for any other
+    # tenant the worker counts and removes them by tenant only.
+    Table("contacts", {
+        "tenant": UUID, "contact_name_id": UUID, "client_id": UUID, "full_name": TEXT, "email": TEXT,
+        "role": TEXT, "notes": TEXT, "is_inactive": BOOLEAN, "is_client_admin": BOOLEAN, **_STAMPS,
+    }, unique_keys=(("tenant", "contact_name_id"),), uses="customer contact lookup and insert, count, delete"),
+    Table("tag_definitions", {
+        "tenant": UUID, "tag_id": UUID, "tag_text": TEXT, "tagged_type": TEXT, "background_color": TEXT,
+        "text_color": TEXT, "created_at": TIMESTAMP,
+    }, unique_keys=(("tenant", "tag_text", "tagged_type"),), uses="PSA Customer tag get-or-create, count, delete"),
+    Table("tag_mappings", {
+        "tenant": UUID, "mapping_id": UUID, "tag_id": UUID, "tagged_id": UUID, "tagged_type": TEXT,
+        "created_by": UUID, "created_at": TIMESTAMP,
+    }, unique_keys=(("tenant", "tag_id", "tagged_id"),), uses="customer client tag mapping, count, delete"),
+    # Stripe billing rows of the new tenant (db/stripe_records.py), and the master billing tenant's prices.
+    Table("stripe_customers", {
+        "tenant": UUID, "stripe_customer_id": UUID, "stripe_customer_external_id": TEXT, "billing_tenant": UUID,
+        "email": TEXT, "name": TEXT, **_STAMPS,
+    }, unique_keys=(("tenant", "stripe_customer_external_id"),),
+        uses="insert (ON CONFLICT (tenant, stripe_customer_external_id)), id lookup, count, delete"),
+    Table("stripe_subscriptions", {
+        "tenant": UUID, "stripe_subscription_id": UUID, "stripe_subscription_external_id": TEXT,
+        "stripe_subscription_item_id": TEXT, "stripe_customer_id": UUID, "stripe_price_id": UUID, "status": TEXT,
+        "quantity": INTEGER, "current_period_start": TIMESTAMP, "current_period_end": TIMESTAMP,
+        "cancel_at": TIMESTAMP, "metadata": JSON, **_STAMPS,
+    }, unique_keys=(("tenant", "stripe_subscription_external_id"),),
+        uses="insert (ON CONFLICT (tenant, stripe_subscription_external_id)), count, delete"),
+    Table("stripe_prices", {"tenant": UUID, "stripe_price_id": UUID, "stripe_price_external_id": TEXT},
+          inserts=False, uses="master billing tenant's price lookup, count, delete"),
+    # Written by Alga's StripeService for a tenant (imported prices' products); counted and removed.
+    Table("stripe_products", {"tenant": UUID}, inserts=False, uses="count, delete"),
 )
 """Every table and column the worker's SQL names. Order: as ``verify_schema`` reports."""
 

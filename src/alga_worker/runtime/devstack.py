@@ -22,6 +22,7 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
+from alga_worker import search_attributes
 from alga_worker.db.migrate import migrate
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class DevStack:
                 dev_server_existing_path=find_binary("temporal"),
                 dev_server_database_filename=None if self.ephemeral else str(self.root / "temporal.db"),
                 dev_server_log_level="error",
+                search_attributes=search_attributes.ALL,
                 dev_server_extra_args=["--http-port", str(free_port()),
                                        "--metrics-port", str(free_port())],
             )

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
+import httpx
 from temporalio.client import Client
 from temporalio.runtime import (
     LogForwardingConfig,
@@ -41,15 +42,20 @@ from temporalio.runtime import (
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from alga_worker.activities.checkout import CheckoutActivities
+from alga_worker.activities.customers import CustomerActivities
 from alga_worker.activities.db_errors import DatabaseErrorInterceptor
 from alga_worker.activities.health import HealthActivities
 from alga_worker.activities.heartbeat import DEFAULT_INTERVAL_SECONDS as HEARTBEAT_INTERVAL_SECONDS
 from alga_worker.activities.notifications import NotificationActivities
+from alga_worker.activities.stripe import StripeActivities
+from alga_worker.activities.temporal_features import TemporalFeatureActivities
 from alga_worker.activities.tenants import TenantActivities
 from alga_worker.config import Settings
 from alga_worker.converter import DATA_CONVERTER
 from alga_worker.db.pool import DbPool, open_pool
 from alga_worker.email.providers import EmailSender, build_email_sender
+from alga_worker.nmstore import new_http_client
 from alga_worker.runtime.health import (
     CHECK_TIMEOUT_SECONDS,
     DatabaseProbe,
@@ -116,8 +122,16 @@ class WorkerResources:
     pool: DbPool
     sender: EmailSender
     activities: list[Callable[..., Any]]
+    # nm-store calls (checkout activities); pooled connections, closed with the rest.
+    http: httpx.AsyncClient | None = None
+    # Stripe calls (its own SDK client and connection pool), closed with the rest.
+    stripe: StripeActivities | None = None
 
     async def aclose(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+        if self.stripe is not None:
+            await self.stripe.aclose()
         await self.sender.aclose()
         await self.pool.close()
 
@@ -134,14 +148,25 @@ async def build_resources(settings: Settings) -> WorkerResources:
     hasher = PasswordHasher(pepper=pepper, salt_bytes=settings.salt_bytes, iterations=settings.iterations,
                             key_length=settings.key_length, algorithm=settings.algorithm)
     sealer = CredentialSealer(pepper)
-    tenants = TenantActivities(pool, hasher, sealer)
-    notifications = NotificationActivities(sender, sealer, login_url=str(settings.application_url))
+    tenants = TenantActivities(pool, hasher, sealer, settings.master_billing_tenant_id)
+    notifications = NotificationActivities(
+        sender, sealer, login_url=str(settings.application_url),
+        client_portal_url=None if settings.client_portal_url is None else str(settings.client_portal_url))
+    customers = CustomerActivities(pool, hasher, sealer, settings)
     health = HealthActivities(pool, settings.build_id)
+    http = new_http_client()
+    checkout = CheckoutActivities(settings, http)
+    stripe = StripeActivities(settings)
     activities: list[Callable[..., Any]] = [
+        customers.track_customer, customers.untrack_customer, customers.track_customer_records,
+        customers.load_customer_facts,
+        notifications.send_portal_access_email,
+        checkout.report_checkout_status, checkout.send_nm_store_callback, checkout.worker_capabilities,
         tenants.provision_tenant, tenants.remove_tenant, notifications.send_welcome_email,
-        health.health_probe,
+        health.health_probe, TemporalFeatureActivities().registered_search_attributes,
+        stripe.fetch_stripe_details, stripe.tag_stripe_subscription,
     ]
-    return WorkerResources(pool=pool, sender=sender, activities=activities)
+    return WorkerResources(pool=pool, sender=sender, activities=activities, http=http, stripe=stripe)
 
 
 # The sandbox re-imports workflow modules per run; our own package and the validation libraries the

@@ -47,24 +47,33 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from alga_worker import errors
+    from alga_worker import errors, search_attributes
     from alga_worker.activities.notifications import NotificationActivities
     from alga_worker.activities.tenants import TenantActivities
     from alga_worker.models import (
         WORKFLOW_TYPE_TENANT_CREATION,
         CancelRequest,
+        CheckoutStatus,
+        CustomerTrackingInput,
+        CustomerTrackingOutput,
         OutcomeStatus,
         ProvisionTenantInput,
         ProvisionTenantOutput,
         RemoveTenantInput,
         Step,
         StepOutcome,
+        StripeDetails,
+        StripeDetailsInput,
+        TagStripeSubscriptionInput,
         TenantCreationInput,
         TenantCreationResult,
         TenantCreationState,
         WelcomeEmailInput,
         WelcomeEmailOutput,
+        WorkerCapabilities,
     )
+    from alga_worker.workflows.checkout_reporting import CheckoutReporter
+    from alga_worker.workflows.handles import activity_resolved
     from alga_worker.workflows.wire import InputRefused, decode_input
 
 PROVISION_RETRY = RetryPolicy(
@@ -78,6 +87,14 @@ EMAIL_RETRY = RetryPolicy(
 # Activities heartbeat every 2 s: a dead worker's attempt is retried elsewhere within this.
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 CLEANUP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+# Stripe, customer tracking, subscription tag: a few retries, then the tenant goes on without them.
+SIDE_STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30),
+    maximum_attempts=6, non_retryable_error_types=list(errors.NON_RETRYABLE_TYPES),
+)
+LOCAL_STEP_TIMEOUT = timedelta(seconds=10)
+# Runs started before checkout processing existed replay without its steps (workflow.patched).
+CHECKOUT_PATCH = "checkout-processing-v1"
 
 # Logical parts reported in getState; the provisioning activity fills the first four at once.
 TENANT_PARTS = ("tenant", "onboarding_seeds", "admin_user", "tenant_settings")
@@ -102,6 +119,11 @@ class TenantCreationWorkflow:
         self._cancel: CancelRequest | None = None
         # Set when provisioning starts: the ids this run minted are its proof of ownership.
         self._provisioning: ProvisionTenantInput | None = None
+        self._caps = WorkerCapabilities()
+        self._registered_attributes: list[str] = []
+        self._reporter: CheckoutReporter | None = None
+        # Set when customer tracking starts: the ids it minted are what a cancel may remove.
+        self._tracking: CustomerTrackingInput | None = None
 
     # ---- handlers ----
 
@@ -130,10 +152,11 @@ class TenantCreationWorkflow:
     @workflow.run
     async def run(self, request: RawValue) -> TenantCreationResult:
         try:
-            return await self._create(request)
+            result = await self._create(request)
         except _Cancelled:
             assert self._cancel is not None
             await self._compensate()
+            await self._finish_checkout(CheckoutStatus.FAILED, f"cancelled: {self._cancel.reason}")
             raise ApplicationError(
                 f"tenant creation cancelled by {self._cancel.cancelled_by}: {self._cancel.reason}",
                 {"reason": self._cancel.reason, "cancelledBy": self._cancel.cancelled_by,
@@ -144,26 +167,38 @@ class TenantCreationWorkflow:
             # A Temporal cancel request: clean up, then let the execution end as Cancelled.
             self._state.cancel_requested = True
             await self._compensate()
+            await self._finish_checkout(CheckoutStatus.FAILED, "cancelled")
             raise
         except Exception as err:
             self._state.step = Step.FAILED
             self._state.error = _describe(err)
+            await self._finish_checkout(CheckoutStatus.FAILED, self._state.error)
             raise
+        await self._finish_checkout(CheckoutStatus.COMPLETED, None)
+        return result
 
     async def _create(self, request: RawValue) -> TenantCreationResult:
         info = workflow.info()
         self._advance(Step.VALIDATING, 5)
         req = self._validate(request)
+        checkout_steps = workflow.patched(CHECKOUT_PATCH)
+        if checkout_steps:
+            await self._prepare(req)
         self._check_cancel()
 
         tenant_id = req.tenant_id or workflow.uuid4()
         self._state.tenant_id = str(tenant_id)
+        if checkout_steps:
+            self._mark_run(req, str(tenant_id))
         binding = f"{info.workflow_id}/{info.run_id}/{tenant_id}"
+        stripe = await self._stripe_details(req) if checkout_steps else None
+        self._check_cancel()
         provision_input = ProvisionTenantInput(
             tenant_id=tenant_id, client_id=workflow.uuid4(), location_id=workflow.uuid4(),
             admin_user_id=workflow.uuid4(), tenant_name=req.tenant_name,
             client_name=req.effective_client_name, admin=req.admin_user,
-            license_count=req.license_count, seal_binding=binding,
+            license_count=req.license_count or (stripe.license_count if stripe else None),
+            seal_binding=binding, stripe=stripe,
         )
         self._advance(Step.CREATING_TENANT, 10)
         self._provisioning = provision_input
@@ -175,8 +210,15 @@ class TenantCreationWorkflow:
         self._advance(Step.CREATING_TENANT, 70)
         self._check_cancel()
 
+        tracking = await self._track_customer(req, provisioned, binding) if checkout_steps else None
+        self._check_cancel()
+        if stripe is not None and stripe.stripe_subscription_id is not None:
+            await self._tag_subscription(stripe.stripe_subscription_id, tenant_id)
+            self._check_cancel()
+
         self._advance(Step.SENDING_WELCOME_EMAIL, 80)
-        email = await self._send_welcome(req, provisioned, binding)
+        email = await self._send_welcome(req, provisioned, binding,
+                                         tracking.sealed_portal_password if tracking else None)
         if email is None:
             self._check_cancel()  # nothing was sent: a cancel still removes the tenant
         elif self._cancel is not None:
@@ -215,7 +257,7 @@ class TenantCreationWorkflow:
             )
 
     async def _send_welcome(self, req: TenantCreationInput, provisioned: ProvisionTenantOutput,
-                            binding: str) -> WelcomeEmailOutput | None:
+                            binding: str, sealed_portal_password: str | None) -> WelcomeEmailOutput | None:
         """Non-fatal: the tenant exists and works; a failed email is reported, not rolled back.
 
         A cancel (signal or request) while the email is pending cancels the activity and waits for it
@@ -228,6 +270,7 @@ class TenantCreationWorkflow:
                 tenant_id=provisioned.tenant_id, admin_user_id=provisioned.admin_user_id,
                 tenant_name=req.tenant_name, client_name=req.effective_client_name, admin=req.admin_user,
                 sealed_password=provisioned.sealed_password, seal_binding=binding,
+                sealed_portal_password=sealed_portal_password,
             ),
             start_to_close_timeout=timedelta(seconds=60), heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=EMAIL_RETRY, cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -239,7 +282,7 @@ class TenantCreationWorkflow:
         except asyncio.CancelledError:  # a Temporal cancel request
             cancel_requested = self._state.cancel_requested = True
         cancel_signalled.cancel()
-        if not _resolved(handle):
+        if not activity_resolved(handle):
             handle.cancel()  # WAIT_CANCELLATION_COMPLETED: the await below sees how the activity ended
         try:
             sent: WelcomeEmailOutput = await handle
@@ -258,6 +301,133 @@ class TenantCreationWorkflow:
             status=OutcomeStatus.DONE, detail=f"{sent.provider}: {sent.destination}"
         )
         return sent
+
+    async def _prepare(self, req: TenantCreationInput) -> None:
+        """What this worker's configuration and cluster enable; a checkout run without its settings is
+        refused here, before anything is written or sent (nothing ever goes to a default host)."""
+        self._caps, self._registered_attributes = await asyncio.gather(
+            workflow.execute_local_activity("worker_capabilities", result_type=WorkerCapabilities,
+                                            start_to_close_timeout=LOCAL_STEP_TIMEOUT),
+            workflow.execute_local_activity("registered_search_attributes", result_type=list[str],
+                                            start_to_close_timeout=LOCAL_STEP_TIMEOUT),
+        )
+        if req.checkout_session_id is None:
+            return
+        missing = self._caps.missing_checkout_settings
+        if missing:
+            problem = "checkout processing is not configured on this worker: set " + ", ".join(missing)
+            self._state.outcomes["validation"] = StepOutcome(status=OutcomeStatus.FAILED, detail=problem)
+            raise errors.configuration_error(problem, {"missing": missing})
+        self._reporter = CheckoutReporter(req.checkout_session_id, workflow.info().workflow_id)
+        self._state.checkout = self._reporter.state
+        self._reporter.start()
+
+    def _mark_run(self, req: TenantCreationInput, tenant_id: str) -> None:
+        """Search attributes (ids only), when the namespace has them registered."""
+        updates = []
+        if search_attributes.TENANT_ID.name in self._registered_attributes:
+            updates.append(search_attributes.TENANT_ID.value_set(tenant_id))
+        if req.checkout_session_id and search_attributes.CHECKOUT_SESSION_ID.name in self._registered_attributes:
+            updates.append(search_attributes.CHECKOUT_SESSION_ID.value_set(req.checkout_session_id))
+        if updates:
+            workflow.upsert_search_attributes(updates)
+
+    async def _stripe_details(self, req: TenantCreationInput) -> StripeDetails | None:
+        """The caller's Stripe ids (S-DEC), or the checkout session's, fetched when Stripe is set up.
+
+        Non-fatal: without them the tenant is still created (with the caller's licence count); the
+        outcome says why they are missing."""
+        if req.stripe_customer_id is not None:
+            return StripeDetails(
+                stripe_customer_id=req.stripe_customer_id, stripe_subscription_id=req.stripe_subscription_id,
+                stripe_subscription_item_id=req.stripe_subscription_item_id, stripe_price_id=req.stripe_price_id,
+            )
+        if req.checkout_session_id is None:
+            return None
+        if not self._caps.stripe_enabled:
+            self._state.outcomes["stripe_details"] = StepOutcome(
+                status=OutcomeStatus.SKIPPED, detail="STRIPE_SECRET_KEY is not set on this worker")
+            return None
+        self._advance(Step.FETCHING_STRIPE_DETAILS, 7)
+        try:
+            details: StripeDetails = await workflow.execute_activity(
+                "fetch_stripe_details", StripeDetailsInput(checkout_session_id=req.checkout_session_id),
+                result_type=StripeDetails, start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=SIDE_STEP_RETRY,
+            )
+        except ActivityError as err:
+            self._state.outcomes["stripe_details"] = StepOutcome(status=OutcomeStatus.FAILED, detail=_describe(err))
+            workflow.logger.warning("stripe details not fetched; continuing without them")
+            return None
+        self._state.stripe_customer_id = details.stripe_customer_id
+        self._state.outcomes["stripe_details"] = StepOutcome(
+            status=OutcomeStatus.DONE,
+            detail=f"seats {details.license_count}" if details.license_count is not None else "no subscription")
+        return details
+
+    async def _track_customer(self, req: TenantCreationInput, provisioned: ProvisionTenantOutput,
+                              binding: str) -> CustomerTrackingOutput | None:
+        """The customer in the management tenant. Non-fatal: a failure is shown per stage in state and
+        the welcome email then makes no portal claim; ``alga-worker customer track`` retries it."""
+        if not self._caps.customer_tracking_enabled:
+            return None
+        self._advance(Step.CREATING_CUSTOMER_TRACKING, 75)
+        stages = ("customer_client", "customer_contact", "customer_tag", "portal_user")
+        self._tracking = CustomerTrackingInput(
+            tenant_id=provisioned.tenant_id, tenant_name=req.tenant_name,
+            client_name=req.effective_client_name, admin=req.admin_user,
+            customer_client_id=workflow.uuid4(), contact_id=workflow.uuid4(),
+            portal_user_id=workflow.uuid4(), seal_binding=binding,
+        )
+        try:
+            tracked: CustomerTrackingOutput = await self._settled(workflow.start_activity(
+                "track_customer", self._tracking,
+                result_type=CustomerTrackingOutput, start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT, retry_policy=SIDE_STEP_RETRY,
+            ))
+        except ActivityError as err:
+            for stage in stages:
+                self._state.outcomes[stage] = StepOutcome(status=OutcomeStatus.FAILED, detail=_describe(err))
+            workflow.logger.warning("customer tracking failed; the tenant goes on without it")
+            return None
+        for stage in stages:
+            self._state.outcomes[stage] = tracked.outcomes.get(stage, StepOutcome(status=OutcomeStatus.DONE))
+        self._state.customer_client_id = str(tracked.customer_client_id)
+        self._state.portal_user_id = str(tracked.portal_user_id) if tracked.portal_user_id else None
+        return tracked
+
+    async def _untrack_customer(self) -> None:
+        """A cancelled tenant leaves no customer records behind: remove the ones this run minted."""
+        if self._tracking is None:
+            return
+        await workflow.execute_activity(
+            "untrack_customer", self._tracking, result_type=dict[str, int],
+            start_to_close_timeout=timedelta(seconds=60), schedule_to_close_timeout=timedelta(minutes=15),
+            retry_policy=CLEANUP_RETRY,
+        )
+        for stage in ("customer_client", "customer_contact", "customer_tag", "portal_user"):
+            if stage in self._state.outcomes and self._state.outcomes[stage].status is OutcomeStatus.DONE:
+                self._state.outcomes[stage] = StepOutcome(status=OutcomeStatus.REMOVED)
+
+    async def _tag_subscription(self, subscription_id: str, tenant_id: Any) -> None:
+        """Stripe learns which tenant a subscription belongs to (metadata). Non-fatal."""
+        try:
+            await workflow.execute_activity(
+                "tag_stripe_subscription",
+                TagStripeSubscriptionInput(stripe_subscription_id=subscription_id, tenant_id=tenant_id),
+                start_to_close_timeout=timedelta(seconds=30), retry_policy=SIDE_STEP_RETRY,
+            )
+        except ActivityError as err:
+            self._state.outcomes["stripe_subscription_tag"] = StepOutcome(
+                status=OutcomeStatus.FAILED, detail=_describe(err))
+            return
+        self._state.outcomes["stripe_subscription_tag"] = StepOutcome(status=OutcomeStatus.DONE)
+
+    async def _finish_checkout(self, status: CheckoutStatus, error: str | None) -> None:
+        if self._reporter is None:
+            return
+        tenant_created = self._state.outcomes["tenant"].status is OutcomeStatus.DONE
+        await self._reporter.finish(status, self._state.tenant_id if tenant_created else None, error)
 
     def _cancel_too_late(self) -> None:
         """The provider accepted the credentials before the cancel took effect: the tenant stays."""
@@ -282,6 +452,7 @@ class TenantCreationWorkflow:
                 workflow.logger.warning("cancel removed nothing: the tenant was not created by this run",
                                         extra={"tenant_id": self._state.tenant_id})
             else:
+                await self._untrack_customer()
                 for part in TENANT_PARTS:
                     if self._state.outcomes[part].status is OutcomeStatus.DONE:
                         self._state.outcomes[part] = StepOutcome(
@@ -324,20 +495,6 @@ class TenantCreationWorkflow:
     def _advance(self, step: Step, progress: int) -> None:
         self._state.step = step
         self._state.progress = max(self._state.progress, progress)
-
-
-def _resolved(handle: Any) -> bool:
-    """True once Temporal has told this worker how the activity ended, even if the handle has not yet
-    run to pick the outcome up.
-
-    Why not ``handle.done()``: when the activity's completion and the cancel arrive in the same
-    workflow activation, the handle task has not run yet, and cancelling it then makes it raise a bare
-    ``CancelledError`` *instead of the result* (the SDK's documented choice). A welcome email that the
-    provider accepted would read as cancelled and its tenant would be removed. The SDK has no public
-    accessor for this; the attribute is read defensively and the SDK version is pinned.
-    """
-    result = getattr(handle, "_result_fut", None)
-    return bool(handle.done() or (result is not None and result.done()))
 
 
 def _problems_text(problems: list[dict[str, str]]) -> str:
