@@ -17,6 +17,7 @@ from __future__ import annotations
 import httpx
 from temporalio import activity
 
+from alga_worker.activities.heartbeat import heartbeating
 from alga_worker.config import Settings
 from alga_worker.models import CheckoutStatusReport, NmStoreCallback, NmStoreDelivery, WorkerCapabilities
 from alga_worker.nmstore import NmStoreClient
@@ -29,13 +30,18 @@ class CheckoutActivities:
 
     @activity.defn(name="report_checkout_status")
     async def report_checkout_status(self, report: CheckoutStatusReport) -> NmStoreDelivery:
-        """``POST /api/internal/checkout-session-status`` with ``X-Internal-Secret``."""
-        return await self._nmstore.report_status(report)
+        """``POST /api/internal/checkout-session-status`` with ``X-Internal-Secret``.
+
+        Heartbeats, like every activity that waits on the network: a killed worker's report is retried
+        within the heartbeat timeout, and a stale ``in_progress`` can be cancelled while in flight."""
+        async with heartbeating():
+            return await self._nmstore.report_status(report)
 
     @activity.defn(name="send_nm_store_callback")
     async def send_nm_store_callback(self, callback: NmStoreCallback) -> NmStoreDelivery:
         """``POST /api/webhooks/temporal`` signed with ``TEMPORAL_WEBHOOK_SECRET``."""
-        return await self._nmstore.send_callback(callback)
+        async with heartbeating():
+            return await self._nmstore.send_callback(callback)
 
     @activity.defn(name="worker_capabilities")
     async def worker_capabilities(self) -> WorkerCapabilities:

@@ -43,6 +43,7 @@ REPORT_RETRY = RetryPolicy(
 )
 REPORT_WINDOW = timedelta(hours=24)
 REPORT_ATTEMPT_TIMEOUT = timedelta(seconds=30)
+REPORT_HEARTBEAT_TIMEOUT = timedelta(seconds=10)  # the activities beat every 2 s
 ERROR_SUMMARY_LIMIT = 500
 
 
@@ -59,8 +60,8 @@ class CheckoutReporter:
         self._in_progress = workflow.start_activity(
             "report_checkout_status", self._report(CheckoutStatus.IN_PROGRESS, None),
             result_type=NmStoreDelivery, start_to_close_timeout=REPORT_ATTEMPT_TIMEOUT,
-            schedule_to_close_timeout=REPORT_WINDOW, retry_policy=REPORT_RETRY,
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            heartbeat_timeout=REPORT_HEARTBEAT_TIMEOUT, schedule_to_close_timeout=REPORT_WINDOW,
+            retry_policy=REPORT_RETRY, cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
 
     async def finish(self, status: CheckoutStatus, tenant_id: str | None, error: str | None) -> None:
@@ -99,7 +100,8 @@ class CheckoutReporter:
         try:
             result: NmStoreDelivery = await workflow.execute_activity(
                 activity, arg, result_type=NmStoreDelivery, start_to_close_timeout=REPORT_ATTEMPT_TIMEOUT,
-                schedule_to_close_timeout=REPORT_WINDOW, retry_policy=REPORT_RETRY,
+                heartbeat_timeout=REPORT_HEARTBEAT_TIMEOUT, schedule_to_close_timeout=REPORT_WINDOW,
+                retry_policy=REPORT_RETRY,
             )
         except ActivityError as err:
             self.state.last_error = _describe(err)
