@@ -276,3 +276,24 @@ async def test_a_cancel_before_the_email_removes_the_customer_records_too(client
     assert leftovers["n"] == 0
     assert state["outcomes"]["customer_client"]["status"] == "removed"
     assert nmstore.last_status(ids["session"]) == "failed"
+
+
+async def test_an_ambiguous_customer_name_is_a_typed_error_in_state_and_no_portal_claim(
+        client, checkout_settings, db, outbox, nmstore, stripe) -> None:
+    clash = f"Clash Co {uuid.uuid4().hex[:6]}"
+    await db.execute(
+        "INSERT INTO clients (client_id, tenant, client_name, client_type, is_inactive, properties, created_at,"
+        " updated_at) VALUES (%s, %s, %s, 'company', false, '{}'::jsonb, now(), now())",
+        (uuid.uuid4(), MANAGEMENT_TENANT, clash))
+    ids = stripe.add_session()
+    async with running_worker(client, checkout_settings):
+        handle = await _start(client, checkout_settings, _signup(ids["session"], companyName=clash))
+        result = await handle.result()  # the tenant is not failed for it
+        state = await handle.query("getState")
+    assert result["success"] is True
+    outcome = state["outcomes"]["customer_client"]
+    assert outcome["status"] == "failed" and "AmbiguousCustomerError" in outcome["detail"]
+    assert state["outcomes"]["portal_user"]["status"] == "failed"
+    [message] = outbox_messages(outbox)
+    assert "portal" not in text_body(message).lower()
+    assert nmstore.last_status(ids["session"]) == "completed"
