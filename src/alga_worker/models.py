@@ -477,6 +477,7 @@ class WorkerCapabilities(WireModel):
     missing_checkout_settings: list[str] = Field(default_factory=list)
     stripe_enabled: bool = False
     customer_tracking_enabled: bool = False
+    search_attributes: list[str] = Field(default_factory=list, description="Registered in the namespace.")
 
 
 # ---- customer tracking: the operator's retry (customerTrackingWorkflow) ----

@@ -49,7 +49,6 @@ from alga_worker.activities.health import HealthActivities
 from alga_worker.activities.heartbeat import DEFAULT_INTERVAL_SECONDS as HEARTBEAT_INTERVAL_SECONDS
 from alga_worker.activities.notifications import NotificationActivities
 from alga_worker.activities.stripe import StripeActivities
-from alga_worker.activities.temporal_features import TemporalFeatureActivities
 from alga_worker.activities.tenants import TenantActivities
 from alga_worker.config import Settings
 from alga_worker.converter import DATA_CONVERTER
@@ -163,7 +162,7 @@ async def build_resources(settings: Settings) -> WorkerResources:
         notifications.send_portal_access_email,
         checkout.report_checkout_status, checkout.send_nm_store_callback, checkout.worker_capabilities,
         tenants.provision_tenant, tenants.remove_tenant, notifications.send_welcome_email,
-        health.health_probe, TemporalFeatureActivities().registered_search_attributes,
+        health.health_probe,
         stripe.fetch_stripe_details, stripe.tag_stripe_subscription,
     ]
     return WorkerResources(pool=pool, sender=sender, activities=activities, http=http, stripe=stripe)

@@ -120,7 +120,6 @@ class TenantCreationWorkflow:
         # Set when provisioning starts: the ids this run minted are its proof of ownership.
         self._provisioning: ProvisionTenantInput | None = None
         self._caps = WorkerCapabilities()
-        self._registered_attributes: list[str] = []
         self._reporter: CheckoutReporter | None = None
         # Set when customer tracking starts: the ids it minted are what a cancel may remove.
         self._tracking: CustomerTrackingInput | None = None
@@ -305,12 +304,8 @@ class TenantCreationWorkflow:
     async def _prepare(self, req: TenantCreationInput) -> None:
         """What this worker's configuration and cluster enable; a checkout run without its settings is
         refused here, before anything is written or sent (nothing ever goes to a default host)."""
-        self._caps, self._registered_attributes = await asyncio.gather(
-            workflow.execute_local_activity("worker_capabilities", result_type=WorkerCapabilities,
-                                            start_to_close_timeout=LOCAL_STEP_TIMEOUT),
-            workflow.execute_local_activity("registered_search_attributes", result_type=list[str],
-                                            start_to_close_timeout=LOCAL_STEP_TIMEOUT),
-        )
+        self._caps = await workflow.execute_local_activity(
+            "worker_capabilities", result_type=WorkerCapabilities, start_to_close_timeout=LOCAL_STEP_TIMEOUT)
         if req.checkout_session_id is None:
             return
         missing = self._caps.missing_checkout_settings
@@ -325,9 +320,9 @@ class TenantCreationWorkflow:
     def _mark_run(self, req: TenantCreationInput, tenant_id: str) -> None:
         """Search attributes (ids only), when the namespace has them registered."""
         updates = []
-        if search_attributes.TENANT_ID.name in self._registered_attributes:
+        if search_attributes.TENANT_ID.name in self._caps.search_attributes:
             updates.append(search_attributes.TENANT_ID.value_set(tenant_id))
-        if req.checkout_session_id and search_attributes.CHECKOUT_SESSION_ID.name in self._registered_attributes:
+        if req.checkout_session_id and search_attributes.CHECKOUT_SESSION_ID.name in self._caps.search_attributes:
             updates.append(search_attributes.CHECKOUT_SESSION_ID.value_set(req.checkout_session_id))
         if updates:
             workflow.upsert_search_attributes(updates)
