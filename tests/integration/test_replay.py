@@ -30,7 +30,8 @@ def _load(name: str) -> WorkflowHistory:
     return WorkflowHistory.from_json(name, (HISTORIES / f"{name}.json").read_text())
 
 
-@pytest.mark.parametrize("name", ["tenant_creation_completed", "tenant_creation_cancelled", "health_check"])
+@pytest.mark.parametrize("name", ["tenant_creation_completed", "tenant_creation_cancelled", "health_check",
+                                  "tenant_creation_checkout"])
 async def test_committed_history_replays(name: str) -> None:
     replayer = Replayer(workflows=list(WORKFLOWS), data_converter=DATA_CONVERTER, workflow_runner=SANDBOX,
                         interceptors=[StrictStartInterceptor()])

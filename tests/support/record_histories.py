@@ -1,8 +1,10 @@
 """Record the workflow histories that the replay test replays (run when a workflow changes on purpose).
 
-    .venv/bin/python -m tests.support.record_histories
+    .venv/bin/python -m tests.support.record_histories            # the pre-checkout set (kept as is)
+    .venv/bin/python -m tests.support.record_histories checkout   # a checkout run with every step
 
-Commit the JSON files it writes. A replay failure after an edit means the edit is not deterministic
+Commit the JSON files it writes. The first set predates ``checkout-processing-v1``: it proves that
+runs started before that patch still replay, so do not re-record it with today's code. A replay failure after an edit means the edit is not deterministic
 for in-flight executions: gate it with ``workflow.patched()`` instead of re-recording.
 """
 
@@ -52,5 +54,34 @@ async def main() -> None:
                 print(f"wrote {name}.json ({len(history.events)} events)")
 
 
+async def checkout() -> None:
+    """A signup with every step: nm-store reports and callback, Stripe, customer tracking, email."""
+    from tests.fakes.nmstore_server import FakeNmStoreServer
+    from tests.fakes.stripe_server import FakeStripeServer
+
+    with tempfile.TemporaryDirectory() as root, FakeNmStoreServer() as nmstore, FakeStripeServer() as stripe:
+        Path(root).chmod(0o755)
+        async with DevStack(Path(root) / "stack", ephemeral=True) as stack:
+            queue = "record-histories"
+            settings = load_settings(stack.worker_environment(
+                ALGA_AUTH_KEY=TEST_PEPPER, TEMPORAL_TASK_QUEUE=queue, EMAIL_OUTBOX_DIR=str(Path(root) / "outbox"),
+                SECRETS_DIR=str(Path(root) / "secrets"), NMSTORE_BASE_URL=nmstore.url,
+                INTERNAL_API_SHARED_SECRET=nmstore.internal_secret, TEMPORAL_WEBHOOK_SECRET=nmstore.webhook_secret,
+                STRIPE_SECRET_KEY=stripe.api_key, STRIPE_API_BASE=stripe.url,
+                MANAGEMENT_TENANT_ID="00000000-0000-4000-8000-000000000001"))
+            ids = stripe.add_session(quantity=4)
+            client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
+            async with running_worker(client, settings):
+                handle = await client.start_workflow(
+                    "tenantCreationWorkflow", tenant_request(checkoutSessionId=ids["session"]),
+                    id=f"replay-checkout-{uuid.uuid4().hex[:8]}", task_queue=queue)
+                await handle.result()
+            history = await handle.fetch_history()
+            (OUT / "tenant_creation_checkout.json").write_text(history.to_json())
+            print(f"wrote tenant_creation_checkout.json ({len(history.events)} events)")
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    import sys
+
+    asyncio.run(checkout() if sys.argv[1:] == ["checkout"] else main())
