@@ -4,8 +4,9 @@
     .venv/bin/python -m tests.support.record_histories checkout   # a checkout run with every step
 
 Commit the JSON files it writes. The first set predates ``checkout-processing-v1``: it proves that
-runs started before that patch still replay, so do not re-record it with today's code. A replay failure after an edit means the edit is not deterministic
-for in-flight executions: gate it with ``workflow.patched()`` instead of re-recording.
+runs started before that patch still replay, so do not re-record it with today's code. A replay
+failure after an edit means the edit is not deterministic for in-flight executions: gate it with
+``workflow.patched()`` instead of re-recording.
 """
 
 from __future__ import annotations
