@@ -254,10 +254,7 @@ def test_update_rejects_unknown_fields() -> None:
 
 
 def test_ipv6_bind_address() -> None:
-    try:
-        srv = HealthServer(HealthState(), "::1", 0)
-    except OSError:
-        pytest.skip("no IPv6 loopback on this host")
+    srv = HealthServer(HealthState(), "::1", 0)  # the CI machine has an IPv6 loopback: no skip
     srv.start()
     try:
         with urllib.request.urlopen(f"http://[::1]:{srv.port}/healthz", timeout=5) as response:
