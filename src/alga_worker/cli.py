@@ -166,9 +166,32 @@ def check() -> None:
             return EXIT_TEMPORAL
         out.print(f"[green]✓[/] Temporal reachable at {settings.temporal_address} "
                   f"(namespace {settings.temporal_namespace})")
+        await _report_search_attributes(client)
         return EXIT_OK
 
     raise typer.Exit(asyncio.run(probe()))
+
+
+async def _report_search_attributes(client: Any) -> None:
+    """Registered search attributes, as a warning only: without them runs are not searchable by checkout
+    or tenant id, but still work (the worker sets only the registered ones)."""
+    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+
+    from alga_worker import search_attributes
+
+    names = [key.name for key in search_attributes.ALL]
+    try:
+        response = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace))
+    except Exception as err:
+        err_console.print(f"[yellow]![/] search attributes: cannot list them ({type(err).__name__})")
+        return
+    missing = [name for name in names if name not in response.custom_attributes]
+    if missing:
+        err_console.print(f"[yellow]![/] search attributes not registered: {', '.join(missing)} "
+                          "(runs are not findable by them; see docs/checkout.md)")
+    else:
+        out.print(f"[green]✓[/] search attributes registered ({', '.join(names)})")
 
 
 async def _check_schema(conninfo: str) -> int:
