@@ -32,14 +32,11 @@ says so, and the customer can still set a password with the client portal's "for
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy
+from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from alga_worker import errors
     from alga_worker.activities.customers import CustomerActivities
     from alga_worker.activities.notifications import NotificationActivities
     from alga_worker.models import (
@@ -56,19 +53,9 @@ with workflow.unsafe.imports_passed_through():
         StepOutcome,
         WelcomeEmailOutput,
     )
+    from alga_worker.workflows.policies import ACTIVITY_TIMEOUT, DB_RETRY, EMAIL_RETRY, HEARTBEAT_TIMEOUT
     from alga_worker.workflows.wire import InputRefused, decode_input
 
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10, non_retryable_error_types=list(errors.NON_RETRYABLE_TYPES),
-)
-EMAIL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=60),
-    maximum_attempts=8, non_retryable_error_types=list(errors.NON_RETRYABLE_TYPES),
-)
-# Activities heartbeat every 2 s: a dead worker's attempt is retried elsewhere within this.
-HEARTBEAT_TIMEOUT = timedelta(seconds=10)
-ACTIVITY_TIMEOUT = timedelta(seconds=60)
 
 PORTAL_EMAIL = "portal_access_email"
 

@@ -74,19 +74,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from alga_worker.workflows.checkout_reporting import CheckoutReporter
     from alga_worker.workflows.handles import activity_resolved
+    from alga_worker.workflows.policies import CLEANUP_RETRY, DB_RETRY, EMAIL_RETRY, HEARTBEAT_TIMEOUT
     from alga_worker.workflows.wire import InputRefused, decode_input
 
-PROVISION_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10, non_retryable_error_types=list(errors.NON_RETRYABLE_TYPES),
-)
-EMAIL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=60),
-    maximum_attempts=8, non_retryable_error_types=list(errors.NON_RETRYABLE_TYPES),
-)
-# Activities heartbeat every 2 s: a dead worker's attempt is retried elsewhere within this.
-HEARTBEAT_TIMEOUT = timedelta(seconds=10)
-CLEANUP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+PROVISION_RETRY = DB_RETRY
 # Stripe, customer tracking, subscription tag: a few retries, then the tenant goes on without them.
 SIDE_STEP_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30),
