@@ -21,6 +21,8 @@ CONFIGURATION_ERROR = "ConfigurationError"
 # The customer's records in the management tenant collide with records of someone else (a client with
 # the same name, a contact or portal user with the same email): an operator must decide, a retry cannot.
 AMBIGUOUS_CUSTOMER = "AmbiguousCustomerError"
+# The request names a tenant id this database does not have: a retry would find the same nothing.
+TENANT_NOT_FOUND = "TenantNotFoundError"
 
 # Database errors, classified for every activity by ``activities/db_errors.py``:
 CONSTRAINT_VIOLATION = "ConstraintViolationError"  # unique, foreign key, check, not-null, value too long
@@ -42,7 +44,7 @@ STRIPE_INCOMPLETE_CHECKOUT = "StripeIncompleteCheckoutError"  # the session has 
 STRIPE_SUBSCRIPTION_CONFLICT = "StripeSubscriptionConflictError"  # already tagged with another tenant
 
 NON_RETRYABLE_TYPES: tuple[str, ...] = (VALIDATION_ERROR, DUPLICATE_ERROR, TENANT_CONFLICT, EMAIL_REJECTED,
-                                        CONFIGURATION_ERROR, AMBIGUOUS_CUSTOMER,
+                                        CONFIGURATION_ERROR, AMBIGUOUS_CUSTOMER, TENANT_NOT_FOUND,
                                         CONSTRAINT_VIOLATION, INVALID_DATA, SCHEMA_MISMATCH,
                                         NMSTORE_AUTH, NMSTORE_REJECTED,
                                         STRIPE_AUTH, STRIPE_REJECTED, STRIPE_INCOMPLETE_CHECKOUT,
@@ -69,3 +71,8 @@ def configuration_error(message: str, *details: Any) -> ApplicationError:
 def ambiguous_customer_error(message: str, *details: Any) -> ApplicationError:
     """Raised inside the writing transaction, so nothing is kept: never skip silently, never guess."""
     return ApplicationError(message, *details, type=AMBIGUOUS_CUSTOMER, non_retryable=True)
+
+
+def tenant_not_found_error(message: str, *details: Any) -> ApplicationError:
+    """Typed apart from ValidationError so a caller (a Stripe webhook) can tell a stale id from bad input."""
+    return ApplicationError(message, *details, type=TENANT_NOT_FOUND, non_retryable=True)

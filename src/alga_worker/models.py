@@ -550,3 +550,45 @@ class CustomerTrackingResult(WireModel):
     portal_email_sent: bool = False
     repairs_workflow_id: str | None = None
     outcomes: dict[str, StepOutcome]
+
+
+# ---- licence count (updateTenantLicenseCountWorkflow, reference 3.10) ----
+
+WORKFLOW_TYPE_UPDATE_LICENSE_COUNT = "updateTenantLicenseCountWorkflow"
+
+# A Stripe event id (``evt_...``): the idempotency key of a licence change that came from a webhook.
+StripeEventId = Annotated[str, _stripe_id("evt")]
+
+
+class UpdateLicenseCountRequest(WireModel):
+    """What callers send to ``updateTenantLicenseCountWorkflow``: one tenant's new licence limit.
+
+    ``eventId`` makes a redelivered Stripe event a no-op: the tenant remembers the last event applied.
+    """
+
+    tenant_id: WireUUID
+    license_count: int = Field(ge=1, le=100_000)
+    event_id: StripeEventId | None = None
+
+
+class LicenseCountResult(WireModel):
+    """Result of ``update_license_count`` and of the workflow: before and after, and whether it wrote."""
+
+    tenant_id: WireUUID
+    license_count: int
+    previous_license_count: int | None = None
+    changed: bool = Field(description="False when eventId had already been applied (a repeat): nothing written.")
+    event_id: str | None = None
+
+
+class LicenseUsageInput(WireModel):
+    tenant_id: WireUUID
+
+
+class LicenseUsage(WireModel):
+    """One tenant's licences: ``limit`` None means unlimited, and then ``remaining`` is None too."""
+
+    tenant_id: WireUUID
+    limit: int | None = None
+    used: int
+    remaining: int | None = None

@@ -15,8 +15,8 @@ contract with the live database up front (``alga-worker check``, start-up, readi
 difference before any workflow runs; ``activities/db_errors.py`` types the same errors as
 ``SchemaMismatchError`` if one slips through anyway.
 
-What is declared: every table and column that SQL in ``db/provisioning.py``, ``db/customer_tracking.py``
-(and the CLI's web-app role check) names, with a *type family*, not an exact type: the worker's
+What is declared: every table and column that SQL in ``db/provisioning.py``, ``db/customer_tracking.py``,
+``db/licenses.py`` (and the CLI's web-app role check) names, with a *type family*, not an exact type: the worker's
 statements work on ``varchar(255)`` as on ``text``, on ``timestamp`` as on ``timestamptz``. Plus the
 unique keys the ``ON CONFLICT`` targets need: without one PostgreSQL rejects the statement (42P10). And, for the
 tables the worker inserts into, any other column that is NOT NULL without a default is reported: the
@@ -84,8 +84,9 @@ _STAMPS: dict[str, TypeFamily] = {"created_at": TIMESTAMP, "updated_at": TIMESTA
 CONTRACT: tuple[Table, ...] = (
     Table("tenants", {
         "tenant": UUID, "client_name": TEXT, "email": TEXT, "licensed_user_count": INTEGER,
-        "last_license_update": TIMESTAMP, **_STAMPS,
-    }, unique_keys=(("tenant",),), uses="insert (ON CONFLICT (tenant)), exists check, count, delete"),
+        "last_license_update": TIMESTAMP, "stripe_event_id": TEXT, **_STAMPS,
+    }, unique_keys=(("tenant",),),
+        uses="insert (ON CONFLICT (tenant)), exists check, licence count update and usage, count, delete"),
     Table("clients", {
         "tenant": UUID, "client_id": UUID, "client_name": TEXT, "client_type": TEXT, "is_inactive": BOOLEAN,
         "properties": JSON, "notes": TEXT, **_STAMPS,

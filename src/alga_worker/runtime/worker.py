@@ -47,6 +47,7 @@ from alga_worker.activities.customers import CustomerActivities
 from alga_worker.activities.db_errors import DatabaseErrorInterceptor
 from alga_worker.activities.health import HealthActivities
 from alga_worker.activities.heartbeat import DEFAULT_INTERVAL_SECONDS as HEARTBEAT_INTERVAL_SECONDS
+from alga_worker.activities.licenses import LicenseActivities
 from alga_worker.activities.notifications import NotificationActivities
 from alga_worker.activities.stripe import StripeActivities
 from alga_worker.activities.tenants import TenantActivities
@@ -156,6 +157,7 @@ async def build_resources(settings: Settings) -> WorkerResources:
     http = new_http_client()
     checkout = CheckoutActivities(settings, http)
     stripe = StripeActivities(settings)
+    licenses = LicenseActivities(pool, settings.management_tenant_id)
     activities: list[Callable[..., Any]] = [
         customers.track_customer, customers.untrack_customer, customers.track_customer_records,
         customers.load_customer_facts,
@@ -164,6 +166,7 @@ async def build_resources(settings: Settings) -> WorkerResources:
         tenants.provision_tenant, tenants.remove_tenant, notifications.send_welcome_email,
         health.health_probe,
         stripe.fetch_stripe_details, stripe.tag_stripe_subscription,
+        licenses.update_license_count, licenses.license_usage,
     ]
     return WorkerResources(pool=pool, sender=sender, activities=activities, http=http, stripe=stripe)
 
