@@ -16,7 +16,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import uuid4
 
 import typer
@@ -390,7 +390,6 @@ async def _follow(handle: Any) -> TenantCreationResult:
     """Show progress from getState while waiting for the result."""
     from rich.progress import BarColumn, Progress, TextColumn
     from temporalio.client import WorkflowFailureError
-    from temporalio.exceptions import ActivityError
 
     result_task = asyncio.create_task(handle.result())
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -407,10 +406,42 @@ async def _follow(handle: Any) -> TenantCreationResult:
         result: TenantCreationResult = await result_task
         return result
     except WorkflowFailureError as err:
-        cause: BaseException = err.cause
-        while isinstance(cause, ActivityError) and cause.cause is not None:  # show the activity's own error
-            cause = cause.cause
-        raise _WorkflowFailed(f"{getattr(cause, 'type', None) or type(cause).__name__}: {cause}") from err
+        raise _WorkflowFailed(_failure_text(err)) from err
+
+
+T = TypeVar("T")
+
+
+def _failure_text(err: BaseException) -> str:
+    """``Type: message`` of a workflow failure's innermost cause (the activity's own typed error)."""
+    from temporalio.exceptions import ActivityError
+
+    cause: BaseException = getattr(err, "cause", None) or err
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    return f"{getattr(cause, 'type', None) or type(cause).__name__}: {cause}"
+
+
+async def _start_and_wait(client: Any, cs: ClientSettings, workflow_type: str, request: Any, wf_id: str,
+                          result_type: type[T], already_running: str) -> T | None:
+    """Start a workflow, say so, and wait for its result; None (reason printed) when it is already
+    running or fails. One place for what every operator command that runs a workflow does."""
+    from temporalio.client import WorkflowFailureError
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    try:
+        handle = await client.start_workflow(workflow_type, dump_wire(request), id=wf_id, task_queue=cs.task_queue,
+                                             execution_timeout=_minutes(30), result_type=result_type)
+    except WorkflowAlreadyStartedError:
+        err_console.print(f"[red]✗[/] {already_running} ({wf_id})")
+        return None
+    out.print(f"started [bold]{wf_id}[/]")
+    try:
+        result: T = await handle.result()
+    except WorkflowFailureError as err:
+        err_console.print(f"[red]✗[/] {_failure_text(err)}", soft_wrap=True)
+        return None
+    return result
 
 
 def _print_result(result: TenantCreationResult, settings: Settings | None) -> None:
@@ -565,31 +596,14 @@ async def _print_license_usage(req: LicenseUsageInput) -> int:
 
 async def _set_license_count(request: UpdateLicenseCountRequest) -> int:
     """Run updateTenantLicenseCountWorkflow and print its result, or the typed failure."""
-    from temporalio.client import WorkflowFailureError
-    from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
-
     cs = _client_settings()
     client = await _client(cs)
     # One id per Stripe event: two deliveries of one event cannot run at once.
     wf_id = (f"license-count-{request.tenant_id}-{request.event_id}" if request.event_id
              else f"license-count-{request.tenant_id}-{int(time.time() * 1000)}-{uuid4().hex[:9]}")
-    try:
-        handle = await client.start_workflow(
-            WORKFLOW_TYPE_UPDATE_LICENSE_COUNT, dump_wire(request), id=wf_id, task_queue=cs.task_queue,
-            execution_timeout=_minutes(30), result_type=LicenseCountResult,
-        )
-    except WorkflowAlreadyStartedError:
-        err_console.print(f"[red]✗[/] {wf_id} is already running")
-        return EXIT_FAILED
-    out.print(f"started [bold]{wf_id}[/]")
-    try:
-        result: LicenseCountResult = await handle.result()
-    except WorkflowFailureError as err:
-        cause: BaseException = err.cause
-        while isinstance(cause, ActivityError) and cause.cause is not None:
-            cause = cause.cause
-        err_console.print(f"[red]✗[/] {getattr(cause, 'type', None) or type(cause).__name__}: {cause}",
-                          soft_wrap=True)
+    result = await _start_and_wait(client, cs, WORKFLOW_TYPE_UPDATE_LICENSE_COUNT, request, wf_id,
+                                   LicenseCountResult, "a licence update for this event is already running")
+    if result is None:
         return EXIT_FAILED
     table = Table(title="Licence count" + (" set" if result.changed else " unchanged (event already applied)"),
                   show_header=False)
@@ -664,30 +678,13 @@ def customer_track(
     cs = _client_settings()
 
     async def main() -> int:
-        from temporalio.client import WorkflowFailureError
-        from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
-
         client = await _client(cs)
         # One id per tenant: two operators cannot run it for the same customer at once.
         wf_id = f"customer-tracking-{request.tenant_id}"
-        try:
-            handle = await client.start_workflow(
-                WORKFLOW_TYPE_CUSTOMER_TRACKING, dump_wire(request), id=wf_id, task_queue=cs.task_queue,
-                execution_timeout=_minutes(30), result_type=CustomerTrackingResult,
-            )
-        except WorkflowAlreadyStartedError:
-            err_console.print(f"[red]✗[/] customer tracking for tenant {request.tenant_id} is already running "
-                              f"({wf_id})")
-            return EXIT_FAILED
-        out.print(f"started [bold]{wf_id}[/]")
-        try:
-            result: CustomerTrackingResult = await handle.result()
-        except WorkflowFailureError as err:
-            cause: BaseException = err.cause
-            while isinstance(cause, ActivityError) and cause.cause is not None:
-                cause = cause.cause
-            err_console.print(f"[red]✗[/] {getattr(cause, 'type', None) or type(cause).__name__}: {cause}",
-                              soft_wrap=True)
+        result = await _start_and_wait(client, cs, WORKFLOW_TYPE_CUSTOMER_TRACKING, request, wf_id,
+                                       CustomerTrackingResult,
+                                       f"customer tracking for tenant {request.tenant_id} is already running")
+        if result is None:
             return EXIT_FAILED
         table = Table(title="Customer tracked", show_header=False)
         table.add_row("tenant id", result.tenant_id)

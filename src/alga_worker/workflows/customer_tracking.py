@@ -54,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
         WelcomeEmailOutput,
     )
     from alga_worker.workflows.policies import ACTIVITY_TIMEOUT, DB_RETRY, EMAIL_RETRY, HEARTBEAT_TIMEOUT
-    from alga_worker.workflows.wire import InputRefused, decode_input
+    from alga_worker.workflows.wire import decode_start
 
 
 PORTAL_EMAIL = "portal_access_email"
@@ -64,10 +64,7 @@ PORTAL_EMAIL = "portal_access_email"
 class CustomerTrackingWorkflow:
     @workflow.run
     async def run(self, request: RawValue) -> CustomerTrackingResult:
-        try:
-            req = decode_input(request, CustomerTrackingRequest, "customer tracking")
-        except InputRefused as refused:
-            raise refused.error from None
+        req = decode_start(request, CustomerTrackingRequest, "customer tracking")
         facts: CustomerFacts = await workflow.execute_activity_method(
             CustomerActivities.load_customer_facts, CustomerFactsInput(tenant_id=req.tenant_id),
             start_to_close_timeout=ACTIVITY_TIMEOUT, heartbeat_timeout=HEARTBEAT_TIMEOUT, retry_policy=DB_RETRY,

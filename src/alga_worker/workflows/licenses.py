@@ -18,17 +18,14 @@ with workflow.unsafe.imports_passed_through():
     from alga_worker.activities.licenses import LicenseActivities
     from alga_worker.models import WORKFLOW_TYPE_UPDATE_LICENSE_COUNT, LicenseCountResult, UpdateLicenseCountRequest
     from alga_worker.workflows.policies import ACTIVITY_TIMEOUT, DB_RETRY, HEARTBEAT_TIMEOUT
-    from alga_worker.workflows.wire import InputRefused, decode_input
+    from alga_worker.workflows.wire import decode_start
 
 
 @workflow.defn(name=WORKFLOW_TYPE_UPDATE_LICENSE_COUNT)
 class UpdateTenantLicenseCountWorkflow:
     @workflow.run
     async def run(self, request: RawValue) -> LicenseCountResult:
-        try:
-            req = decode_input(request, UpdateLicenseCountRequest, "licence count")
-        except InputRefused as refused:
-            raise refused.error from None
+        req = decode_start(request, UpdateLicenseCountRequest, "licence count")
         result: LicenseCountResult = await workflow.execute_activity_method(
             LicenseActivities.update_license_count, req,
             start_to_close_timeout=ACTIVITY_TIMEOUT, heartbeat_timeout=HEARTBEAT_TIMEOUT, retry_policy=DB_RETRY,

@@ -67,3 +67,12 @@ def decode_input(raw: Any, model: type[M], what: str) -> M:
     except (ValueError, RecursionError) as err:  # defensive: a parser limit outside pydantic's errors
         problems = [{"field": "(input)", "problem": f"undecodable input ({type(err).__name__})"}]
         raise InputRefused(errors.validation_error(f"invalid {what} input", problems), problems) from None
+
+
+def decode_start(raw: Any, model: type[M], what: str) -> M:
+    """:func:`decode_input` for workflows that keep no validation state: a refusal is raised as the
+    typed, non-retryable ``ValidationError`` that fails the run."""
+    try:
+        return decode_input(raw, model, what)
+    except InputRefused as refused:
+        raise refused.error from None
