@@ -131,6 +131,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("EMAIL_FROM_ADDRESS", "email_from_address", "noreply@example.com", False,
              "Sender address."),
     Variable("EMAIL_FROM_NAME", "email_from_name", "Alga PSA", False, "Sender display name."),
+    Variable("OPERATIONS_EMAIL", "operations_email", None, False,
+             "Operations address: provisioning-failed notices go here. Unset: none are sent (a run that "
+             "asks for one fails with ConfigurationError naming this variable)."),
     Variable("EMAIL_OUTBOX_DIR", "email_outbox_dir", None, False,
              "Folder for the outbox provider; unset: alga-worker-outbox in the system temp dir."),
     Variable("RESEND_API_KEY", "resend_api_key", None, True,
@@ -275,6 +278,7 @@ class Settings(BaseModel):
     email_provider: EmailProvider
     email_from_address: str = Field(pattern=r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
     email_from_name: str = Field(min_length=1, max_length=200)
+    operations_email: str | None = None
     email_outbox_dir: Path
     resend_api_key: SecretStr | None = None
     resend_api_url: AnyHttpUrl
@@ -310,6 +314,13 @@ class Settings(BaseModel):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("operations_email")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        from alga_worker.email.message import normalize_address
+
+        return None if value is None else normalize_address(value)
 
     @field_validator("metrics_host")
     @classmethod

@@ -24,6 +24,13 @@ AMBIGUOUS_CUSTOMER = "AmbiguousCustomerError"
 # The request names a tenant id this database does not have: a retry would find the same nothing.
 TENANT_NOT_FOUND = "TenantNotFoundError"
 
+# User management (``activities/users.py``): each is final, a retry would meet the same state.
+USER_NOT_FOUND = "UserNotFoundError"  # no such user in that tenant (or the tenant has no active MSP admin)
+UNKNOWN_ROLE = "UnknownRoleError"  # a role name the tenant does not have for that kind of user
+LAST_ADMIN = "LastAdminError"  # deactivating would leave the tenant without an active MSP admin
+LICENSE_LIMIT = "LicenseLimitError"  # every licence of the tenant is used (pass force to go beyond)
+USER_INACTIVE = "UserInactiveError"  # a password for a deactivated user: reactivate first
+
 # Database errors, classified for every activity by ``activities/db_errors.py``:
 CONSTRAINT_VIOLATION = "ConstraintViolationError"  # unique, foreign key, check, not-null, value too long
 INVALID_DATA = "InvalidDataError"  # other data exceptions (SQLSTATE class 22)
@@ -45,6 +52,7 @@ STRIPE_SUBSCRIPTION_CONFLICT = "StripeSubscriptionConflictError"  # already tagg
 
 NON_RETRYABLE_TYPES: tuple[str, ...] = (VALIDATION_ERROR, DUPLICATE_ERROR, TENANT_CONFLICT, EMAIL_REJECTED,
                                         CONFIGURATION_ERROR, AMBIGUOUS_CUSTOMER, TENANT_NOT_FOUND,
+                                        USER_NOT_FOUND, UNKNOWN_ROLE, LAST_ADMIN, LICENSE_LIMIT, USER_INACTIVE,
                                         CONSTRAINT_VIOLATION, INVALID_DATA, SCHEMA_MISMATCH,
                                         NMSTORE_AUTH, NMSTORE_REJECTED,
                                         STRIPE_AUTH, STRIPE_REJECTED, STRIPE_INCOMPLETE_CHECKOUT,
@@ -76,3 +84,25 @@ def ambiguous_customer_error(message: str, *details: Any) -> ApplicationError:
 def tenant_not_found_error(message: str, *details: Any) -> ApplicationError:
     """Typed apart from ValidationError so a caller (a Stripe webhook) can tell a stale id from bad input."""
     return ApplicationError(message, *details, type=TENANT_NOT_FOUND, non_retryable=True)
+
+
+def user_not_found_error(message: str, *details: Any) -> ApplicationError:
+    return ApplicationError(message, *details, type=USER_NOT_FOUND, non_retryable=True)
+
+
+def unknown_role_error(message: str, *details: Any) -> ApplicationError:
+    """The message names the unknown roles and the ones the tenant has, so the caller can correct it."""
+    return ApplicationError(message, *details, type=UNKNOWN_ROLE, non_retryable=True)
+
+
+def last_admin_error(message: str, *details: Any) -> ApplicationError:
+    return ApplicationError(message, *details, type=LAST_ADMIN, non_retryable=True)
+
+
+def license_limit_error(message: str, *details: Any) -> ApplicationError:
+    """Details carry limit and used, so a caller can offer to buy licences or pass ``force``."""
+    return ApplicationError(message, *details, type=LICENSE_LIMIT, non_retryable=True)
+
+
+def user_inactive_error(message: str, *details: Any) -> ApplicationError:
+    return ApplicationError(message, *details, type=USER_INACTIVE, non_retryable=True)

@@ -478,6 +478,8 @@ class WorkerCapabilities(WireModel):
     stripe_enabled: bool = False
     customer_tracking_enabled: bool = False
     search_attributes: list[str] = Field(default_factory=list, description="Registered in the namespace.")
+    operations_notices: bool = Field(default=False, description="OPERATIONS_EMAIL is set: a failed provisioning "
+                                     "is reported to operators by email.")
 
 
 # ---- customer tracking: the operator's retry (customerTrackingWorkflow) ----
@@ -592,3 +594,355 @@ class LicenseUsage(WireModel):
     limit: int | None = None
     used: int
     remaining: int | None = None
+
+
+# ---- user management (issue 9): createUser, resendWelcomeEmail, resetUserPassword, (de|re)activateUser ----
+
+WORKFLOW_TYPE_CREATE_USER = "createUserWorkflow"
+WORKFLOW_TYPE_RESEND_WELCOME_EMAIL = "resendWelcomeEmailWorkflow"
+WORKFLOW_TYPE_RESET_USER_PASSWORD = "resetUserPasswordWorkflow"  # noqa: S105 (a type name)
+WORKFLOW_TYPE_DEACTIVATE_USER = "deactivateUserWorkflow"
+WORKFLOW_TYPE_REACTIVATE_USER = "reactivateUserWorkflow"
+
+RoleName = Annotated[str, AfterValidator(_text(100))]
+# Who asked (an Alga user id, or an operator's name from the CLI): recorded in the audit log.
+Actor = Annotated[str, AfterValidator(_text(255))]
+
+
+class UserType(StrEnum):
+    """Alga's ``users.user_type``: MSP staff (``internal``, hold a licence) or client-portal users."""
+
+    INTERNAL = "internal"
+    CLIENT = "client"
+
+
+class CreateUserRequest(WireModel):
+    """What callers send to ``createUserWorkflow``: one user in an existing tenant.
+
+    ``roles`` are role *names* of the tenant (MSP roles for internal users, client-portal roles for
+    client users), matched case-insensitively; an unknown name fails the run (``UnknownRoleError``).
+    ``force`` creates an internal user even when the tenant's licences are all used.
+    """
+
+    tenant_id: WireUUID
+    email: Email
+    first_name: PersonName
+    last_name: PersonName
+    user_type: UserType = UserType.INTERNAL
+    roles: list[RoleName] = Field(min_length=1, max_length=20)
+    contact_id: WireUUID | None = Field(default=None, description="Client users: the contact they act for.")
+    force: bool = Field(default=False, description="Create beyond the licence limit (internal users).")
+    triggered_by: Actor | None = None
+    triggered_by_email: Email | None = None
+
+
+class CreateUserResult(WireModel):
+    """Result of ``createUserWorkflow``: ids and what happened, never the password (sealed or not)."""
+
+    success: bool = True
+    tenant_id: str
+    user_id: str
+    email: str
+    user_type: UserType
+    roles: list[str]
+    invitation_sent: bool
+    email_provider: str | None = None
+    forced: bool = Field(default=False, description="The licence limit was exceeded on purpose (force).")
+
+
+class ResendWelcomeEmailRequest(WireModel):
+    """``resendWelcomeEmailWorkflow`` input, as the original's later version: without ``userId`` the
+    tenant's first active MSP admin gets the email."""
+
+    tenant_id: WireUUID
+    user_id: WireUUID | None = None
+    triggered_by: Actor
+    triggered_by_email: Email
+
+
+class ResendWelcomeEmailResult(WireModel):
+    """As the original's (``success``, ``email``, ``tenantName``) plus the user and the audit record."""
+
+    success: bool = True
+    email: str
+    tenant_name: str
+    user_id: str
+    email_provider: str | None = None
+    audit_log_id: str | None = Field(default=None, description="extension_audit_logs row; None if not recorded.")
+
+
+class UserActionRequest(WireModel):
+    """Input of ``resetUserPasswordWorkflow``, ``deactivateUserWorkflow`` and ``reactivateUserWorkflow``.
+
+    ``force`` matters only to reactivation (beyond the licence limit)."""
+
+    tenant_id: WireUUID
+    user_id: WireUUID
+    force: bool = False
+    triggered_by: Actor | None = None
+    triggered_by_email: Email | None = None
+
+
+class UserActionResult(WireModel):
+    """Result of a reset, deactivation or reactivation."""
+
+    success: bool = True
+    tenant_id: str
+    user_id: str
+    email: str
+    is_inactive: bool
+    changed: bool = Field(description="False when the user was already in the requested state.")
+    email_sent: bool
+    email_provider: str | None = None
+    forced: bool = False
+    audit_log_id: str | None = None
+
+
+# -- user activities (internal; in history: no secret in clear) --
+
+
+class NewUser(WireModel):
+    """Input of ``create_user``: the request plus the id the workflow minted (a retry finds its row)."""
+
+    tenant_id: WireUUID
+    user_id: WireUUID
+    email: str
+    first_name: str
+    last_name: str
+    user_type: UserType
+    roles: list[str]
+    contact_id: WireUUID | None = None
+    force: bool = False
+    seal_binding: str = Field(description="Binds the sealed password to this workflow run.")
+
+
+class CreatedUser(WireModel):
+    """What ``create_user`` did: the row, its roles, and the sealed temporary password."""
+
+    tenant_id: WireUUID
+    tenant_name: str
+    user_id: WireUUID
+    email: str
+    first_name: str
+    last_name: str
+    user_type: UserType
+    roles: list[str] = Field(description="Role names as stored in the tenant.")
+    role_ids: list[WireUUID]
+    sealed_password: str = Field(description="AES-GCM sealed temporary password; never plaintext.")
+    created: bool = Field(description="False when an earlier attempt of this run had committed the row.")
+    forced: bool = False
+
+
+class UserLookup(WireModel):
+    """Input of ``find_user``: a user of a tenant, or (``user_id`` None) its first active MSP admin."""
+
+    tenant_id: WireUUID
+    user_id: WireUUID | None = None
+
+
+class UserFacts(WireModel):
+    """One user as the workflows need it (names and addresses for the email; no hash)."""
+
+    tenant_id: WireUUID
+    tenant_name: str
+    user_id: WireUUID
+    email: str
+    first_name: str
+    last_name: str
+    user_type: UserType
+    is_inactive: bool
+
+
+class NewPasswordRequest(WireModel):
+    """Input of ``set_temporary_password``: replace one active user's hash with a new temporary one."""
+
+    tenant_id: WireUUID
+    user_id: WireUUID
+    seal_binding: str
+
+
+class NewPassword(WireModel):
+    user: UserFacts
+    sealed_password: str = Field(description="AES-GCM sealed; opened only by send_email.")
+
+
+class SetUserActiveRequest(WireModel):
+    """Input of ``set_user_active``: deactivate (last-admin guard) or reactivate (licence check)."""
+
+    tenant_id: WireUUID
+    user_id: WireUUID
+    active: bool
+    force: bool = False
+
+
+class SetUserActiveResult(WireModel):
+    user: UserFacts = Field(description="After the change.")
+    changed: bool
+    forced: bool = False
+
+
+class AuditRecord(WireModel):
+    """Input of ``record_audit``: one ``extension_audit_logs`` row, keyed by the id the workflow minted.
+
+    ``action`` is the original's upper-case verb (``WELCOME_EMAIL_RESENT``); the row's ``event_type``
+    is ``tenant.`` + its lower-case, dotted form, as the original wrote it."""
+
+    log_id: WireUUID
+    tenant_id: WireUUID = Field(description="The tenant acted on (recorded in details.targetTenantId).")
+    action: str = Field(pattern=r"^[A-Z][A-Z_]{1,60}$")
+    resource_type: str = Field(max_length=50)
+    resource_id: str = Field(max_length=255)
+    triggered_by: str | None = None
+    triggered_by_email: str | None = None
+    workflow_id: str
+    status: str = Field(pattern=r"^(completed|failed)$")
+    error: str | None = Field(default=None, max_length=2000)
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class AuditResult(WireModel):
+    log_id: WireUUID | None = Field(default=None, description="None: no audit tenant configured, not recorded.")
+    recorded: bool
+
+
+class UserListInput(WireModel):
+    tenant_id: WireUUID
+    include_inactive: bool = True
+
+
+# ---- email (issue 9): one activity for every email, sendEmailWorkflow, testEmailWorkflow ----
+
+WORKFLOW_TYPE_SEND_EMAIL = "sendEmailWorkflow"
+WORKFLOW_TYPE_TEST_EMAIL = "testEmailWorkflow"
+
+
+class EmailTemplate(StrEnum):
+    """Every email the worker sends. Templates in ``email/templates/<value>.{html,txt}.j2``."""
+
+    TENANT_WELCOME = "tenant_welcome"
+    PORTAL_ACCESS = "portal_access"
+    USER_INVITATION = "user_invitation"
+    PASSWORD_RESET = "password_reset"  # noqa: S105 (a template name)
+    ACCOUNT_DEACTIVATED = "account_deactivated"
+    PROVISIONING_FAILED = "provisioning_failed"
+
+
+TemplateValue = str | int | bool | None
+
+
+class SendEmailRequest(WireModel):
+    """Input of ``send_email``, the one activity every workflow sends through.
+
+    ``variables`` are the template's non-secret values (checked by the template's own model);
+    ``sealed`` holds secrets (a temporary password) sealed by the activity that made them and opened
+    only here, with ``seal_binding``. Recipients: ``to``, or ``to_operations`` for OPERATIONS_EMAIL.
+    ``idempotency_key`` is per workflow run and purpose: a retried send is deduplicated by the provider.
+    """
+
+    template: EmailTemplate
+    to: list[Email] = Field(default_factory=list, max_length=50)
+    to_operations: bool = False
+    variables: dict[str, TemplateValue] = Field(default_factory=dict)
+    sealed: dict[str, str] = Field(default_factory=dict)
+    seal_binding: str | None = None
+    idempotency_key: str = Field(min_length=1, max_length=256)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class SendEmailResult(WireModel):
+    template: EmailTemplate
+    email_sent: bool
+    provider: str
+    message_id: str
+    destination: str
+    duplicate: bool = False
+
+
+class RemoveUserInput(WireModel):
+    """Input of ``remove_user``: delete the user whose id this run minted (compensation)."""
+
+    tenant_id: WireUUID
+    user_id: WireUUID
+
+
+class RemoveUserOutput(WireModel):
+    removed: bool = Field(description="False when there was no such user (never created, or removed before).")
+
+
+# ---- email workflows (issue 9): sendEmailWorkflow and testEmailWorkflow ----
+
+
+class SendEmailWorkflowRequest(WireModel):
+    """``sendEmailWorkflow`` input: a template, recipients and the template's variables.
+
+    Recipients: ``to``, or ``toOperations`` for the worker's OPERATIONS_EMAIL (either or both; at least
+    one). Templates that carry a secret (a temporary password) are refused: the password would sit in
+    this input, in workflow history. Links in the email come from the worker's settings, never from
+    ``variables``.
+    """
+
+    template: EmailTemplate
+    to: list[Email] = Field(default_factory=list, max_length=50)
+    to_operations: bool = False
+    variables: dict[str, TemplateValue] = Field(default_factory=dict, max_length=50)
+
+
+class SendEmailWorkflowResult(WireModel):
+    template: EmailTemplate
+    email_sent: bool
+    provider: str
+    message_id: str
+    destination: str
+    duplicate: bool = Field(default=False, description="The provider had this run's email already.")
+    recipients: int
+
+
+def _empty_password(value: str | None) -> str | None:
+    if value:
+        raise PydanticCustomError("password_not_accepted",
+                                  "must be empty or absent: the worker generates the test password itself")
+    return value
+
+
+class SmokeTestAdminUser(WireModel):
+    """The original's ``adminUser`` of ``SendWelcomeEmailActivityInput``; ``userId`` is any label."""
+
+    user_id: FreeText
+    first_name: PersonName
+    last_name: PersonName
+    email: Email
+
+
+class EmailSmokeTestRequest(WireModel):
+    """``testEmailWorkflow`` input: the original's ``SendWelcomeEmailActivityInput`` shape.
+
+    ``tenantId`` and ``adminUser.userId`` are labels (the original's tests sent ``tenant-<ms>``);
+    ``temporaryPassword`` is accepted only empty (its callers sent ``''``): the worker generates the
+    throwaway password. ``productCode`` and ``portalStatus`` are accepted and unused.
+    """
+
+    tenant_id: FreeText
+    tenant_name: TenantName
+    admin_user: SmokeTestAdminUser
+    temporary_password: Annotated[str | None, AfterValidator(_empty_password)] = None
+    client_name: FreeText | None = None
+    company_name: FreeText | None = None
+    product_code: FreeText | None = None
+    portal_status: FreeText | None = None
+
+
+class EmailSmokeTestOutcome(WireModel):
+    """The original's ``emailResult`` (``emailSent``, ``messageId``) plus where it went."""
+
+    email_sent: bool
+    message_id: str
+    provider: str
+    destination: str
+    duplicate: bool = False
+
+
+class EmailSmokeTestResult(WireModel):
+    """``testEmailWorkflow`` result. Unlike the original's, no ``temporaryPassword``: it stays in the email."""
+
+    template: EmailTemplate
+    email_result: EmailSmokeTestOutcome

@@ -16,5 +16,7 @@ from temporalio.common import SearchAttributeKey
 
 CHECKOUT_SESSION_ID = SearchAttributeKey.for_keyword("CheckoutSessionId")
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
+# User workflows (createUser, resendWelcomeEmail, resetUserPassword, (de|re)activateUser): the user acted on.
+USER_ID = SearchAttributeKey.for_keyword("UserId")
 
-ALL = (CHECKOUT_SESSION_ID, TENANT_ID)
+ALL = (CHECKOUT_SESSION_ID, TENANT_ID, USER_ID)

@@ -62,6 +62,7 @@ EVERY_CONFIG_VALUE: dict[str, str] = {
     "MASTER_BILLING_TENANT_ID": "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
     "MANAGEMENT_TENANT_ID": "1d2e3f4a-5b6c-4d7e-8f9a-0b1c2d3e4f5a",
     "CLIENT_PORTAL_URL": "https://portal.nineminds.example",
+    "OPERATIONS_EMAIL": "ops@nineminds.example",
 }
 
 

@@ -65,7 +65,7 @@ HOW = ["signal", "temporal cancel request"]
 async def test_cancel_while_the_email_waits_sends_nothing_and_removes_the_tenant(client: Client, settings, db,
                                                                                    outbox, how: str) -> None:
     gate = Gate()
-    async with running_worker(client, settings, gates={"send_welcome_email": gate}):
+    async with running_worker(client, settings, gates={"send_email": gate}):
         all_before = await all_row_counts(db)
         handle = await client.start_workflow(
             "tenantCreationWorkflow", tenant_request(), id=f"cancel-email-{uuid.uuid4()}",
@@ -123,7 +123,7 @@ async def test_cancel_during_retry_backoff_sends_nothing(client: Client, worker_
 async def test_cancel_after_the_provider_accepted_keeps_the_tenant(client: Client, settings, db, outbox,
                                                                    how: str) -> None:
     gate = Gate(after=True)  # the email is accepted; the result is not yet reported to Temporal
-    async with running_worker(client, settings, gates={"send_welcome_email": gate}):
+    async with running_worker(client, settings, gates={"send_email": gate}):
         handle = await client.start_workflow(
             "tenantCreationWorkflow", tenant_request(), id=f"cancel-late-{uuid.uuid4()}",
             task_queue=settings.task_queue, result_type=TenantCreationResult)

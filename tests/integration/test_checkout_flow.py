@@ -255,7 +255,7 @@ async def test_a_cancel_before_the_email_removes_the_customer_records_too(client
     ids = stripe.add_session()
     gate = Gate()
     email = unique_email("untracked")
-    async with running_worker(client, checkout_settings, gates={"send_welcome_email": gate}):
+    async with running_worker(client, checkout_settings, gates={"send_email": gate}):
         handle = await _start(client, checkout_settings, _signup(ids["session"], adminUser={
             "firstName": "Una", "lastName": "Tracked", "email": email}))
         await gate.entered.wait()

@@ -38,6 +38,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import ActivityEnvironment
 from tests.support.data import TEST_PEPPER, unique_email
 from tests.support.processes import ALGA_WORKER
+from tests.support.visibility import workflow_ids_matching
 from tests.support.workers import activity_name, outbox_messages, running_worker, text_body
 
 from alga_worker import errors
@@ -425,13 +426,18 @@ async def test_workflow_creates_the_portal_user_and_emails_its_own_password(
         assert "sealedPortalPassword" not in json.dumps(result.model_dump(mode="json", by_alias=True))
 
         # Run again: everything is found, nothing created, nothing sent.
-        again: CustomerTrackingResult = await (await start_tracking(
-            client, tracking_settings, {"tenantId": str(tenant.tenant_id), "createPortalUser": True})).result()
+        again_handle = await start_tracking(
+            client, tracking_settings, {"tenantId": str(tenant.tenant_id), "createPortalUser": True})
+        again: CustomerTrackingResult = await again_handle.result()
     assert again.portal_user_id == result.portal_user_id and not again.portal_email_sent
     assert again.outcomes["portal_user"].detail == "already present"
     assert again.outcomes["portal_access_email"].status is OutcomeStatus.SKIPPED
     assert len(outbox_messages(outbox)) == 1
     assert await management_records(db, tenant.tenant_id, tenant.admin.email) == ONE_OF_EACH
+    # Both runs carry the tenant id as a search attribute: an operator finds them by it.
+    query = f'TenantId="{tenant.tenant_id}" AND WorkflowType="customerTrackingWorkflow"'
+    both = {handle.id, again_handle.id}
+    assert await workflow_ids_matching(client, query, both) == both
 
 
 async def test_workflow_refuses_malformed_and_unknown_tenants(client, tracking_settings) -> None:

@@ -28,6 +28,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import ActivityEnvironment
 from tests.support.processes import ALGA_WORKER
+from tests.support.visibility import workflow_ids_matching
 from tests.support.workers import activity_name, running_worker
 
 from alga_worker import errors
@@ -132,6 +133,15 @@ async def test_set_then_usage(client, license_settings, acts, db) -> None:
     await db.execute("UPDATE tenants SET licensed_user_count = 2 WHERE tenant = %s", (tenant,))
     usage = await ActivityEnvironment().run(acts["license_usage"], LicenseUsageInput(tenant_id=tenant))
     assert (usage.limit, usage.used, usage.remaining) == (2, 3, 0)
+
+
+async def test_the_run_carries_the_tenant_id_search_attribute(client, license_settings, db) -> None:
+    tenant = await new_tenant(db)
+    async with running_worker(client, license_settings):
+        handle = await start(client, license_settings, {"tenantId": str(tenant), "licenseCount": 3})
+        await handle.result()
+    query = f'TenantId="{tenant}" AND WorkflowType="updateTenantLicenseCountWorkflow"'
+    assert await workflow_ids_matching(client, query, {handle.id}) == {handle.id}
 
 
 async def test_a_repeated_event_changes_nothing_and_a_new_one_does(client, license_settings, db) -> None:

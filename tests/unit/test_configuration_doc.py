@@ -22,7 +22,7 @@ GROUPS: dict[str, set[str]] = {
     "Database": {v.name for v in VARIABLES if v.name.startswith("DB_")} | {"DATABASE_URL"},
     "Passwords": {"ALGA_AUTH_KEY", "PASSWORD_PEPPER_VARIABLE", "SALT_BYTES", "ITERATIONS", "KEY_LENGTH",
                   "ALGORITHM"},
-    "Email": {v.name for v in VARIABLES if v.name.startswith(("EMAIL_", "RESEND_", "SMTP_"))},
+    "Email": {v.name for v in VARIABLES if v.name.startswith(("EMAIL_", "RESEND_", "SMTP_"))} | {"OPERATIONS_EMAIL"},
     "nm-store": {"INTERNAL_API_SHARED_SECRET", "NMSTORE_BASE_URL", "NM_STORE_URL", "TEMPORAL_WEBHOOK_SECRET",
                  "APPLICATION_URL"},
     "Stripe": {"STRIPE_SECRET_KEY", "STRIPE_API_BASE", "MASTER_BILLING_TENANT_ID", "MANAGEMENT_TENANT_ID",

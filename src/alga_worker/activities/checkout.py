@@ -57,4 +57,5 @@ class CheckoutActivities:
             stripe_enabled=settings.stripe_secret_key is not None,
             customer_tracking_enabled=settings.management_tenant_id is not None,
             search_attributes=await self._search_attributes.registered(),
+            operations_notices=settings.operations_email is not None,
         )

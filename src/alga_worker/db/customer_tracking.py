@@ -38,6 +38,9 @@ from uuid import UUID, uuid4
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
+from alga_worker.db import users
+from alga_worker.models import UserType
+
 PSA_CUSTOMER_TAG = "PSA Customer"
 # Alga renamed companies to clients (2025-10); tags written for clients since then say 'client'.
 CLIENT_TAGGED_TYPE = "client"
@@ -302,21 +305,12 @@ async def resolve_portal_user(conn: AsyncConnection[DictRow], mgmt: UUID, *, ema
         return PortalUser(first, "existing")
     if create is None:
         return PortalUser(None, "missing")
-    await conn.execute(
-        "INSERT INTO users (user_id, tenant, username, first_name, last_name, email, hashed_password, user_type,"
-        " contact_id, is_inactive, created_at, updated_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, 'client', %s, false, now(), now())"
-        " ON CONFLICT (tenant, user_id) DO UPDATE SET hashed_password = EXCLUDED.hashed_password,"
-        " updated_at = now()",
-        (create.user_id, mgmt, email.lower(), create.first_name, create.last_name, email.lower(),
-         create.hashed_password, contact_id),
-    )
-    cur = await conn.execute(
-        "INSERT INTO user_roles (tenant, user_id, role_id) VALUES (%s, %s, %s)"
-        " ON CONFLICT (tenant, user_id, role_id) DO NOTHING RETURNING role_id",
-        (mgmt, create.user_id, create.role_id),
-    )
-    granted = await cur.fetchone() is not None
+    # The one insert path for users (db/users.py): a row with the minted id gets its hash replaced.
+    granted = await users.insert_user(conn, users.NewUserRow(
+        tenant_id=mgmt, user_id=create.user_id, email=email.lower(), first_name=create.first_name,
+        last_name=create.last_name, user_type=UserType.CLIENT, hashed_password=create.hashed_password,
+        role_ids=(create.role_id,), contact_id=contact_id,
+    )) > 0
     if first is not None:  # the row with the minted id: an earlier attempt of this run committed
         return PortalUser(create.user_id, "replaced", {"user_roles": 1} if granted else {})
     return PortalUser(create.user_id, "created", {"users": 1, "user_roles": int(granted)})

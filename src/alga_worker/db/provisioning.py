@@ -20,7 +20,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
 from alga_worker.db import onboarding_catalog as catalog
-from alga_worker.models import ProvisionTenantInput
+from alga_worker.db import users
+from alga_worker.models import ProvisionTenantInput, UserType
 
 # Tables holding rows of one tenant, children before parents: the order removal must follow.
 TENANT_TABLES_DELETE_ORDER: tuple[str, ...] = (
@@ -220,7 +221,8 @@ async def run_onboarding_seeds(conn: AsyncConnection[DictRow], tenant_id: UUID) 
 
 
 async def upsert_admin_user(conn: AsyncConnection[DictRow], req: ProvisionTenantInput, hashed_password: str) -> UUID:
-    """The MSP admin with the Admin role; returns the role id.
+    """The MSP admin with the Admin role, through the one insert path (``db/users.insert_user``);
+    returns the role id.
 
     The user id is minted by the workflow run, so a row with it can only come from an earlier attempt
     of this run, whose password never left that attempt: replacing the hash is safe and is what makes
@@ -233,21 +235,13 @@ async def upsert_admin_user(conn: AsyncConnection[DictRow], req: ProvisionTenant
     role = await cur.fetchone()
     if role is None:  # cannot happen after run_onboarding_seeds in the same transaction
         raise RuntimeError("MSP Admin role missing after onboarding seeds")
-    await conn.execute(
-        "INSERT INTO users (user_id, tenant, username, first_name, last_name, email, hashed_password,"
-        " user_type, is_inactive, created_at, updated_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, 'internal', false, now(), now())"
-        " ON CONFLICT (tenant, user_id) DO UPDATE SET hashed_password = EXCLUDED.hashed_password,"
-        " updated_at = now()",
-        (req.admin_user_id, req.tenant_id, req.admin.email, req.admin.first_name, req.admin.last_name,
-         req.admin.email, hashed_password),
-    )
-    await conn.execute(
-        "INSERT INTO user_roles (tenant, user_id, role_id) VALUES (%s, %s, %s)"
-        " ON CONFLICT (tenant, user_id, role_id) DO NOTHING",
-        (req.tenant_id, req.admin_user_id, role["role_id"]),
-    )
-    return UUID(str(role["role_id"]))
+    role_id = UUID(str(role["role_id"]))
+    await users.insert_user(conn, users.NewUserRow(
+        tenant_id=req.tenant_id, user_id=req.admin_user_id, email=req.admin.email,
+        first_name=req.admin.first_name, last_name=req.admin.last_name, user_type=UserType.INTERNAL,
+        hashed_password=hashed_password, role_ids=(role_id,),
+    ))
+    return role_id
 
 
 async def count_tenant_rows(conn: AsyncConnection[DictRow], tenant_id: UUID) -> dict[str, int]:

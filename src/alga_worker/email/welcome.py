@@ -15,29 +15,24 @@ when an operator run creates a portal user for an existing customer.
 
 Passwords are ``SecretStr``: they reach the rendered bodies and nothing else (not ``repr``, not
 ``model_dump_json``), so a context that ends up in a log line or a traceback leaks nothing.
+
+Rendering goes through the template registry (:mod:`alga_worker.email.templates`), as every email
+does; these contexts stay for callers that hold the links themselves (tests, older code paths).
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
-import jinja2
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from alga_worker.email.message import normalize_address
+from alga_worker.email.templates import SPECS, Links, render
+from alga_worker.email.templates import http_url as _http_url
+from alga_worker.models import EmailTemplate
 
-WELCOME_SUBJECT = "Welcome to Alga PSA - Your Account is Ready"
-PORTAL_ACCESS_SUBJECT = "Your Nine Minds Client Portal Access"
-
-
-def _http_url(value: str) -> str:
-    """Links in the email must be http(s): a ``javascript:`` URL would survive HTML escaping."""
-    url = value.strip()
-    if not url.lower().startswith(("https://", "http://")) or any(c.isspace() for c in url):
-        raise ValueError("must be an http(s) URL without spaces")
-    return url
+WELCOME_SUBJECT = SPECS[EmailTemplate.TENANT_WELCOME].subject
+PORTAL_ACCESS_SUBJECT = SPECS[EmailTemplate.PORTAL_ACCESS].subject
 
 
 class WelcomeEmailContext(BaseModel):
@@ -103,56 +98,20 @@ class PortalAccessEmailContext(BaseModel):
         return _http_url(value)
 
 
-@functools.cache
-def _environment() -> jinja2.Environment:
-    """Built on first use, not at import: importing the package (e.g. from a workflow module that only
-    needs the models) must not touch the file system."""
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("alga_worker.email", "templates"),
-        undefined=jinja2.StrictUndefined,
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
+def _links(login_url: str, client_portal_url: str | None) -> Links:
+    return Links(application_url=login_url, client_portal_url=client_portal_url)
 
 
 def render_welcome_email(ctx: WelcomeEmailContext, *, now: datetime | None = None) -> tuple[str, str, str]:
     """Return ``(subject, html, text)`` for ``ctx``; ``now`` fixes the footer year in tests."""
-    values = {
-        "tenant_name": ctx.tenant_name,
-        "client_name": ctx.client_name,
-        "full_name": f"{ctx.first_name} {ctx.last_name}".strip(),
-        "email": ctx.email,
-        "temporary_password": ctx.temporary_password.get_secret_value(),
-        "login_url": ctx.login_url,
-        "has_client_portal": ctx.has_client_portal,
-        **_portal_values(ctx.client_portal_url, ctx.email, ctx.portal_temporary_password),
-        "year": (now or datetime.now(UTC)).year,
-    }
-    return WELCOME_SUBJECT, *_render("welcome", values)
+    values = ctx.model_dump(exclude={"login_url", "client_portal_url"})
+    return render(EmailTemplate.TENANT_WELCOME, values, links=_links(ctx.login_url, ctx.client_portal_url), now=now)
 
 
 def render_portal_access_email(ctx: PortalAccessEmailContext, *,
                                now: datetime | None = None) -> tuple[str, str, str]:
     """Return ``(subject, html, text)`` of the client-portal access email."""
-    values = {
-        "tenant_name": ctx.tenant_name,
-        "full_name": f"{ctx.first_name} {ctx.last_name}".strip(),
-        **_portal_values(ctx.client_portal_url, ctx.email, ctx.portal_temporary_password),
-        "year": (now or datetime.now(UTC)).year,
-    }
-    return PORTAL_ACCESS_SUBJECT, *_render("portal_access", values)
-
-
-def _portal_values(url: str | None, email: str, password: SecretStr | None) -> dict[str, str | None]:
-    """What the shared portal section (``_client_portal.*.j2``) shows; all None without a portal."""
-    if url is None or password is None:
-        return {"client_portal_url": None, "portal_email": None, "portal_temporary_password": None}
-    return {"client_portal_url": url, "portal_email": email,
-            "portal_temporary_password": password.get_secret_value()}
-
-
-def _render(name: str, values: Mapping[str, object]) -> tuple[str, str]:
-    env = _environment()
-    return env.get_template(f"{name}.html.j2").render(values), env.get_template(f"{name}.txt.j2").render(values)
+    values = ctx.model_dump(exclude={"client_portal_url"})
+    # The portal section links to Links.nine_minds_portal: the given URL here.
+    return render(EmailTemplate.PORTAL_ACCESS, values, links=_links(ctx.client_portal_url, ctx.client_portal_url),
+                  now=now)

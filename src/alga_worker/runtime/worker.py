@@ -51,6 +51,7 @@ from alga_worker.activities.licenses import LicenseActivities
 from alga_worker.activities.notifications import NotificationActivities
 from alga_worker.activities.stripe import StripeActivities
 from alga_worker.activities.tenants import TenantActivities
+from alga_worker.activities.users import UserActivities
 from alga_worker.config import Settings
 from alga_worker.converter import DATA_CONVERTER
 from alga_worker.db.pool import DbPool, open_pool
@@ -151,13 +152,17 @@ async def build_resources(settings: Settings) -> WorkerResources:
     tenants = TenantActivities(pool, hasher, sealer, settings.master_billing_tenant_id)
     notifications = NotificationActivities(
         sender, sealer, login_url=str(settings.application_url),
-        client_portal_url=None if settings.client_portal_url is None else str(settings.client_portal_url))
+        client_portal_url=None if settings.client_portal_url is None else str(settings.client_portal_url),
+        operations_email=settings.operations_email)
     customers = CustomerActivities(pool, hasher, sealer, settings)
     health = HealthActivities(pool, settings.build_id)
     http = new_http_client()
     checkout = CheckoutActivities(settings, http)
     stripe = StripeActivities(settings)
     licenses = LicenseActivities(pool, settings.management_tenant_id)
+    # Audit records go to the master billing tenant, as the original's; else the management tenant.
+    users = UserActivities(pool, hasher, sealer,
+                           audit_tenant_id=settings.master_billing_tenant_id or settings.management_tenant_id)
     activities: list[Callable[..., Any]] = [
         customers.track_customer, customers.untrack_customer, customers.track_customer_records,
         customers.load_customer_facts,
@@ -167,6 +172,9 @@ async def build_resources(settings: Settings) -> WorkerResources:
         health.health_probe,
         stripe.fetch_stripe_details, stripe.tag_stripe_subscription,
         licenses.update_license_count, licenses.license_usage,
+        notifications.send_email, notifications.seal_test_password,
+        users.create_user, users.find_user, users.set_temporary_password, users.set_user_active,
+        users.record_audit, users.remove_user,
     ]
     return WorkerResources(pool=pool, sender=sender, activities=activities, http=http, stripe=stripe)
 

@@ -19,7 +19,9 @@ Shape:
      user is reported ``skipped``, saying how to create it;
    - **createPortalUser**: ``track_customer``, which also creates the portal user when it is missing,
      with its own temporary password (never the admin's), sealed and bound to this run; then
-     ``send_portal_access_email`` opens it and emails it to the admin (deduplicated per portal user).
+     ``send_email`` (template ``portal_access``, the one mailer) opens it and emails it to the admin,
+     deduplicated per run and purpose (runs started before the one mailer use
+     ``send_portal_access_email``, same template, same code: ``workflow.patched``).
      A portal user that already exists is reused untouched and nothing is sent;
 
 4. the result: ids and one outcome per stage, never a password, sealed or not.
@@ -31,6 +33,8 @@ says so, and the customer can still set a password with the client portal's "for
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RawValue
@@ -48,16 +52,25 @@ with workflow.unsafe.imports_passed_through():
         CustomerTrackingOutput,
         CustomerTrackingRequest,
         CustomerTrackingResult,
+        EmailTemplate,
         OutcomeStatus,
         PortalAccessEmailInput,
+        SendEmailRequest,
+        SendEmailResult,
         StepOutcome,
         WelcomeEmailOutput,
     )
+    from alga_worker.workflows.emailing import email_key
     from alga_worker.workflows.policies import ACTIVITY_TIMEOUT, DB_RETRY, EMAIL_RETRY, HEARTBEAT_TIMEOUT
+    from alga_worker.workflows.run_marks import mark_run, worker_capabilities
     from alga_worker.workflows.wire import decode_start
 
 
 PORTAL_EMAIL = "portal_access_email"
+# Runs started before the one mailer send the portal email with send_portal_access_email.
+ONE_MAILER_PATCH = "one-mailer-v1"
+# Runs started before search attributes were set on customer tracking replay without the lookup.
+MARK_PATCH = "search-attributes-v1"
 
 
 @workflow.defn(name=WORKFLOW_TYPE_CUSTOMER_TRACKING)
@@ -65,6 +78,8 @@ class CustomerTrackingWorkflow:
     @workflow.run
     async def run(self, request: RawValue) -> CustomerTrackingResult:
         req = decode_start(request, CustomerTrackingRequest, "customer tracking")
+        if workflow.patched(MARK_PATCH):
+            mark_run(await worker_capabilities(), tenant_id=req.tenant_id)
         facts: CustomerFacts = await workflow.execute_activity_method(
             CustomerActivities.load_customer_facts, CustomerFactsInput(tenant_id=req.tenant_id),
             start_to_close_timeout=ACTIVITY_TIMEOUT, heartbeat_timeout=HEARTBEAT_TIMEOUT, retry_policy=DB_RETRY,
@@ -113,16 +128,29 @@ class CustomerTrackingWorkflow:
         if tracked.sealed_portal_password is None or tracked.portal_user_id is None:
             return tracked, StepOutcome(status=OutcomeStatus.SKIPPED,
                                         detail="no new portal password: the portal user already existed")
+        options: dict[str, Any] = {"start_to_close_timeout": ACTIVITY_TIMEOUT, "heartbeat_timeout": HEARTBEAT_TIMEOUT,
+                                   "retry_policy": EMAIL_RETRY}
+        admin = facts.admin
         try:
-            sent: WelcomeEmailOutput = await workflow.execute_activity_method(
-                NotificationActivities.send_portal_access_email,
-                PortalAccessEmailInput(
-                    tenant_id=facts.tenant_id, portal_user_id=tracked.portal_user_id, tenant_name=facts.tenant_name,
-                    admin=facts.admin, sealed_portal_password=tracked.sealed_portal_password, seal_binding=binding,
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT, heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                retry_policy=EMAIL_RETRY,
-            )
+            sent: WelcomeEmailOutput | SendEmailResult
+            if workflow.patched(ONE_MAILER_PATCH):
+                sent = await workflow.execute_activity_method(
+                    NotificationActivities.send_email,
+                    SendEmailRequest(
+                        template=EmailTemplate.PORTAL_ACCESS, to=[admin.email],
+                        variables={"tenant_name": facts.tenant_name, "first_name": admin.first_name,
+                                   "last_name": admin.last_name, "email": admin.email},
+                        sealed={"portal_temporary_password": tracked.sealed_portal_password}, seal_binding=binding,
+                        idempotency_key=email_key("portal-access"), tags={"tenant_id": str(facts.tenant_id)},
+                    ), **options)
+            else:
+                sent = await workflow.execute_activity_method(
+                    NotificationActivities.send_portal_access_email,
+                    PortalAccessEmailInput(
+                        tenant_id=facts.tenant_id, portal_user_id=tracked.portal_user_id,
+                        tenant_name=facts.tenant_name, admin=admin,
+                        sealed_portal_password=tracked.sealed_portal_password, seal_binding=binding,
+                    ), **options)
         except ActivityError as err:
             workflow.logger.warning("client portal access email failed", extra={"tenant_id": str(facts.tenant_id)})
             return tracked, StepOutcome(status=OutcomeStatus.FAILED, detail=_describe(err))

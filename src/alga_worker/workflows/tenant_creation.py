@@ -10,7 +10,16 @@ server's CPU is what limits throughput):
 1. validate the input here, before anything is written (non-retryable ``ValidationError``);
 2. ``provision_tenant``: tenant, default client and location, settings, onboarding seeds and the admin
    user in one database transaction, with ids minted by this workflow so a retry finds its own rows;
-3. ``send_welcome_email``: the sealed temporary password, deduplicated by an idempotency key.
+3. ``send_email`` (template ``tenant_welcome``), the one mailer every workflow uses: the sealed
+   temporary password, deduplicated by an idempotency key per run and purpose. Runs that started
+   before the one mailer existed keep ``send_welcome_email`` (``workflow.patched``), which renders
+   the same template through the same code.
+
+A run that fails after its input was accepted (a duplicate admin email, the database gone for longer
+than the retries) notifies operators (``provisioning_failed`` to ``OPERATIONS_EMAIL``) when the
+worker has that address: a paying customer without a tenant is something a person must see. Input
+refused by validation is the caller's error and notifies nobody (a hostile caller cannot spam
+operators). The notice is best effort: it never changes how the run ends.
 
 Cancellation (signal ``cancel`` or a Temporal cancel request) is all or nothing for the customer:
 
@@ -56,10 +65,13 @@ with workflow.unsafe.imports_passed_through():
         CheckoutStatus,
         CustomerTrackingInput,
         CustomerTrackingOutput,
+        EmailTemplate,
         OutcomeStatus,
         ProvisionTenantInput,
         ProvisionTenantOutput,
         RemoveTenantInput,
+        SendEmailRequest,
+        SendEmailResult,
         Step,
         StepOutcome,
         StripeDetails,
@@ -73,8 +85,10 @@ with workflow.unsafe.imports_passed_through():
         WorkerCapabilities,
     )
     from alga_worker.workflows.checkout_reporting import CheckoutReporter
+    from alga_worker.workflows.emailing import email_key
     from alga_worker.workflows.handles import activity_resolved
     from alga_worker.workflows.policies import CLEANUP_RETRY, DB_RETRY, EMAIL_RETRY, HEARTBEAT_TIMEOUT
+    from alga_worker.workflows.run_marks import worker_capabilities
     from alga_worker.workflows.wire import InputRefused, decode_input
 
 PROVISION_RETRY = DB_RETRY
@@ -83,9 +97,17 @@ SIDE_STEP_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30),
     maximum_attempts=6, non_retryable_error_types=list(errors.NON_RETRYABLE_TYPES),
 )
-LOCAL_STEP_TIMEOUT = timedelta(seconds=10)
 # Runs started before checkout processing existed replay without its steps (workflow.patched).
 CHECKOUT_PATCH = "checkout-processing-v1"
+# Runs started before the one mailer send the welcome email with send_welcome_email (same template).
+ONE_MAILER_PATCH = "one-mailer-v1"
+# Runs started before operator notices fail without one.
+OPERATIONS_NOTICE_PATCH = "operations-notice-v1"
+# The operators' notice: a few tries, then the failure stands on its own (it is in Temporal anyway).
+NOTICE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5, non_retryable_error_types=list(errors.NON_RETRYABLE_TYPES),
+)
 
 # Logical parts reported in getState; the provisioning activity fills the first four at once.
 TENANT_PARTS = ("tenant", "onboarding_seeds", "admin_user", "tenant_settings")
@@ -114,6 +136,8 @@ class TenantCreationWorkflow:
         self._reporter: CheckoutReporter | None = None
         # Set when customer tracking starts: the ids it minted are what a cancel may remove.
         self._tracking: CustomerTrackingInput | None = None
+        # Set once the input is valid: only then does a failure concern operators.
+        self._request: TenantCreationInput | None = None
 
     # ---- handlers ----
 
@@ -160,9 +184,11 @@ class TenantCreationWorkflow:
             await self._finish_checkout(CheckoutStatus.FAILED, "cancelled")
             raise
         except Exception as err:
+            failed_at = self._state.step
             self._state.step = Step.FAILED
             self._state.error = _describe(err)
             await self._finish_checkout(CheckoutStatus.FAILED, self._state.error)
+            await self._notify_operations(failed_at, err)
             raise
         await self._finish_checkout(CheckoutStatus.COMPLETED, None)
         return result
@@ -235,6 +261,7 @@ class TenantCreationWorkflow:
             )
             raise refused.error from None
         self._state.outcomes["validation"] = StepOutcome(status=OutcomeStatus.DONE)
+        self._request = req
         return req
 
     def _record_provisioned(self, out: ProvisionTenantOutput) -> None:
@@ -247,24 +274,15 @@ class TenantCreationWorkflow:
             )
 
     async def _send_welcome(self, req: TenantCreationInput, provisioned: ProvisionTenantOutput,
-                            binding: str, sealed_portal_password: str | None) -> WelcomeEmailOutput | None:
+                            binding: str, sealed_portal_password: str | None,
+                            ) -> WelcomeEmailOutput | SendEmailResult | None:
         """Non-fatal: the tenant exists and works; a failed email is reported, not rolled back.
 
         A cancel (signal or request) while the email is pending cancels the activity and waits for it
         to settle: cancelled means nothing was sent and the cancel goes ahead; a result means the
         provider accepted the message first, and the caller turns the cancel into ``cancelTooLate``.
         """
-        handle = workflow.start_activity_method(
-            NotificationActivities.send_welcome_email,
-            WelcomeEmailInput(
-                tenant_id=provisioned.tenant_id, admin_user_id=provisioned.admin_user_id,
-                tenant_name=req.tenant_name, client_name=req.effective_client_name, admin=req.admin_user,
-                sealed_password=provisioned.sealed_password, seal_binding=binding,
-                sealed_portal_password=sealed_portal_password,
-            ),
-            start_to_close_timeout=timedelta(seconds=60), heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            retry_policy=EMAIL_RETRY, cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
+        handle = self._start_welcome(req, provisioned, binding, sealed_portal_password)
         cancel_signalled = asyncio.ensure_future(workflow.wait_condition(lambda: self._cancel is not None))
         cancel_requested = False
         try:
@@ -275,7 +293,7 @@ class TenantCreationWorkflow:
         if not activity_resolved(handle):
             handle.cancel()  # WAIT_CANCELLATION_COMPLETED: the await below sees how the activity ended
         try:
-            sent: WelcomeEmailOutput = await handle
+            sent: WelcomeEmailOutput | SendEmailResult = await handle
         except (ActivityError, asyncio.CancelledError) as err:
             if cancel_requested:
                 raise asyncio.CancelledError from None
@@ -292,11 +310,67 @@ class TenantCreationWorkflow:
         )
         return sent
 
+    def _start_welcome(self, req: TenantCreationInput, provisioned: ProvisionTenantOutput, binding: str,
+                       sealed_portal_password: str | None) -> Any:
+        """Schedule the welcome email: through ``send_email`` (new runs) or ``send_welcome_email``."""
+        options: dict[str, Any] = {
+            "start_to_close_timeout": timedelta(seconds=60), "heartbeat_timeout": HEARTBEAT_TIMEOUT,
+            "retry_policy": EMAIL_RETRY, "cancellation_type": ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        }
+        if not workflow.patched(ONE_MAILER_PATCH):
+            return workflow.start_activity_method(
+                NotificationActivities.send_welcome_email,
+                WelcomeEmailInput(
+                    tenant_id=provisioned.tenant_id, admin_user_id=provisioned.admin_user_id,
+                    tenant_name=req.tenant_name, client_name=req.effective_client_name, admin=req.admin_user,
+                    sealed_password=provisioned.sealed_password, seal_binding=binding,
+                    sealed_portal_password=sealed_portal_password,
+                ), **options)
+        sealed = {"temporary_password": provisioned.sealed_password}
+        if sealed_portal_password is not None:
+            sealed["portal_temporary_password"] = sealed_portal_password
+        admin = req.admin_user
+        return workflow.start_activity_method(
+            NotificationActivities.send_email,
+            SendEmailRequest(
+                template=EmailTemplate.TENANT_WELCOME, to=[admin.email],
+                variables={"tenant_name": req.tenant_name, "client_name": req.effective_client_name,
+                           "first_name": admin.first_name, "last_name": admin.last_name, "email": admin.email},
+                sealed=sealed, seal_binding=binding, idempotency_key=email_key("welcome"),
+                tags={"tenant_id": str(provisioned.tenant_id)},
+            ), **options)
+
+    async def _notify_operations(self, failed_at: Step, err: BaseException) -> None:
+        """Tell operators a valid request did not become a tenant (module docstring). Best effort."""
+        req = self._request
+        if req is None or not self._caps.operations_notices or not workflow.patched(OPERATIONS_NOTICE_PATCH):
+            return
+        info = workflow.info()
+        cause: BaseException = err
+        while isinstance(cause, ActivityError) and cause.cause is not None:
+            cause = cause.cause
+        error_type = cause.type if isinstance(cause, ApplicationError) and cause.type else type(cause).__name__
+        notice = SendEmailRequest(
+            template=EmailTemplate.PROVISIONING_FAILED, to_operations=True,
+            variables={
+                "tenant_name": req.tenant_name, "admin_email": req.admin_user.email,
+                "workflow_id": info.workflow_id, "run_id": info.run_id, "failed_step": failed_at.value,
+                "error_type": error_type, "error_message": str(cause)[:1000],
+                "checkout_session_id": req.checkout_session_id, "tenant_id": self._state.tenant_id,
+            },
+            idempotency_key=email_key("operations-notice"), tags={"workflow": "tenant_creation"},
+        )
+        try:
+            await workflow.execute_activity_method(
+                NotificationActivities.send_email, notice, start_to_close_timeout=timedelta(seconds=60),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT, retry_policy=NOTICE_RETRY)
+        except ActivityError as notice_err:
+            workflow.logger.warning("operations notice not sent", extra={"error": _describe(notice_err)})
+
     async def _prepare(self, req: TenantCreationInput) -> None:
         """What this worker's configuration and cluster enable; a checkout run without its settings is
         refused here, before anything is written or sent (nothing ever goes to a default host)."""
-        self._caps = await workflow.execute_local_activity(
-            "worker_capabilities", result_type=WorkerCapabilities, start_to_close_timeout=LOCAL_STEP_TIMEOUT)
+        self._caps = await worker_capabilities()
         if req.checkout_session_id is None:
             return
         missing = self._caps.missing_checkout_settings

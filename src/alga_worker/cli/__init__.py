@@ -20,16 +20,35 @@ from typing import Annotated, Any, TypeVar
 from uuid import uuid4
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from alga_worker.cli.common import (
+    EXIT_CONFIG,
+    EXIT_DB,
+    EXIT_DB_SERVER_ROLE,
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_SCHEMA,
+    EXIT_TEMPORAL,
+    err_console,
+    out,
+)
+from alga_worker.cli.common import client as _client
+from alga_worker.cli.common import client_settings as _client_settings
+from alga_worker.cli.common import fail as _fail
+from alga_worker.cli.common import failure_text as _failure_text
+from alga_worker.cli.common import minutes as _minutes
+from alga_worker.cli.common import settings as _settings
+from alga_worker.cli.common import start_and_wait as _start_and_wait
+from alga_worker.cli.common import validation_problems as _validation_problems
+from alga_worker.cli.emails import email_app
+from alga_worker.cli.users import user_app
 from alga_worker.config import (
-    ClientSettings,
     ConfigError,
     Settings,
     database_conninfo,
     load_client_settings,
-    load_settings,
 )
 from alga_worker.models import (
     WORKFLOW_TYPE_HEALTH_CHECK,
@@ -48,15 +67,6 @@ from alga_worker.models import (
     dump_wire,
 )
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_DB = 3
-EXIT_TEMPORAL = 4
-EXIT_DB_SERVER_ROLE = 5
-EXIT_NOT_FOUND = 6
-EXIT_SCHEMA = 7
-
 DEFAULT_DEV_DIR = Path(".dev-stack")
 
 # No pretty tracebacks: they print local variables, and locals can hold secrets.
@@ -71,41 +81,8 @@ app.add_typer(customer_app, name="customer")
 checkout_app = typer.Typer(help="Find a checkout's tenant creation; re-send its nm-store reports.",
                            no_args_is_help=True)
 app.add_typer(checkout_app, name="checkout")
-
-out = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(code: int, message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as err:
-        raise _fail(EXIT_CONFIG, str(err)) from None
-
-
-def _client_settings() -> ClientSettings:
-    try:
-        return load_client_settings()
-    except ConfigError as err:
-        raise _fail(EXIT_CONFIG, str(err)) from None
-
-
-async def _client(cs: ClientSettings) -> Any:
-    from temporalio.client import Client
-
-    from alga_worker.converter import DATA_CONVERTER
-
-    try:
-        return await Client.connect(**cs.temporal_connect, data_converter=DATA_CONVERTER)
-    except Exception as err:
-        raise _fail(EXIT_TEMPORAL, f"cannot reach Temporal at {cs.temporal_connect.get('target_host')}: "
-                                   f"{type(err).__name__}") from None
-
+app.add_typer(user_app, name="user")
+app.add_typer(email_app, name="email")
 
 def _setup_logging(settings: Settings) -> None:
     from alga_worker.runtime.logging import configure_logging
@@ -326,12 +303,6 @@ def demo(
     raise typer.Exit(asyncio.run(main()))
 
 
-def _minutes(n: float) -> Any:
-    from datetime import timedelta
-
-    return timedelta(minutes=n)
-
-
 # ---------------------------------------------------------------- tenant operations
 
 
@@ -355,8 +326,7 @@ def tenant_create(
             admin_user=AdminUserInput(first_name=admin_first_name, last_name=admin_last_name, email=admin_email),
         )
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                             for e in err.errors(include_input=False, include_url=False))
+        problems = _validation_problems(err)
         raise _fail(EXIT_CONFIG, f"invalid input: {problems}") from None
     cs = _client_settings()
 
@@ -410,38 +380,6 @@ async def _follow(handle: Any) -> TenantCreationResult:
 
 
 T = TypeVar("T")
-
-
-def _failure_text(err: BaseException) -> str:
-    """``Type: message`` of a workflow failure's innermost cause (the activity's own typed error)."""
-    from temporalio.exceptions import ActivityError
-
-    cause: BaseException = getattr(err, "cause", None) or err
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
-    return f"{getattr(cause, 'type', None) or type(cause).__name__}: {cause}"
-
-
-async def _start_and_wait(client: Any, cs: ClientSettings, workflow_type: str, request: Any, wf_id: str,
-                          result_type: type[T], already_running: str) -> T | None:
-    """Start a workflow, say so, and wait for its result; None (reason printed) when it is already
-    running or fails. One place for what every operator command that runs a workflow does."""
-    from temporalio.client import WorkflowFailureError
-    from temporalio.exceptions import WorkflowAlreadyStartedError
-
-    try:
-        handle = await client.start_workflow(workflow_type, dump_wire(request), id=wf_id, task_queue=cs.task_queue,
-                                             execution_timeout=_minutes(30), result_type=result_type)
-    except WorkflowAlreadyStartedError:
-        err_console.print(f"[red]✗[/] {already_running} ({wf_id})")
-        return None
-    out.print(f"started [bold]{wf_id}[/]")
-    try:
-        result: T = await handle.result()
-    except WorkflowFailureError as err:
-        err_console.print(f"[red]✗[/] {_failure_text(err)}", soft_wrap=True)
-        return None
-    return result
 
 
 def _print_result(result: TenantCreationResult, settings: Settings | None) -> None:
@@ -558,8 +496,7 @@ def tenant_licenses(
             request = UpdateLicenseCountRequest.model_validate(
                 {"tenant_id": tenant_id, "license_count": set_count, "event_id": event_id})
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                             for e in err.errors(include_input=False, include_url=False))
+        problems = _validation_problems(err)
         raise _fail(EXIT_CONFIG, f"invalid input: {problems}") from None
     if set_count is None:
         raise typer.Exit(asyncio.run(_print_license_usage(usage_of)))
@@ -672,8 +609,7 @@ def customer_track(
         request = CustomerTrackingRequest.model_validate(
             {"tenant_id": tenant_id, "workflow_id": repairs, "create_portal_user": create_portal_user})
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                             for e in err.errors(include_input=False, include_url=False))
+        problems = _validation_problems(err)
         raise _fail(EXIT_CONFIG, f"invalid input: {problems}") from None
     cs = _client_settings()
 
