@@ -771,3 +771,38 @@ async def test_no_log_record_holds_a_password_or_an_email_address(acts, db, capl
         text = record_.getMessage() + " " + " ".join(str(v) for v in vars(record_).values())
         for secret in secrets:
             assert secret.lower() not in text.lower(), (record_.name, record_.getMessage())
+
+
+async def test_a_client_user_waits_for_customer_trackings_email_lock(acts, db, stack) -> None:
+    """create_user (client) and customer tracking's portal user are serialised on one address.
+
+    Another session plays customer tracking: it holds tracking's email lock and, inside that
+    transaction, inserts a portal user with the address (its foreign key takes KEY SHARE on the tenant
+    row, which create_user's NO KEY UPDATE lets through: with FOR UPDATE the two would deadlock). Once
+    it commits, create_user goes on, sees that row and refuses: one portal user per address."""
+    tenant, _ = await provision(acts)
+    address = unique_email("portal")
+    req = new_user(tenant, user_type=UserType.CLIENT, roles=["User"], email=address)
+    before = await snapshot(db)
+    async with await psycopg.AsyncConnection.connect(stack.database_url) as tracking, \
+            await psycopg.AsyncConnection.connect(stack.database_url, autocommit=True) as watcher:
+        await tracking.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))",
+                               (f"customer-tracking/email:{address}",))
+        creating = asyncio.create_task(run(acts, "create_user", req))
+        for _ in range(300):  # until create_user's transaction waits on that lock
+            row = await (await watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'alga-temporal-worker'"
+                " AND wait_event_type = 'Lock' AND datname = current_database()")).fetchone()
+            if (row is not None and row[0] >= 1) or creating.done():
+                break
+            await asyncio.sleep(0.05)
+        assert not creating.done(), "create_user did not wait for customer tracking's email lock"
+        await tracking.execute(
+            "INSERT INTO users (tenant, user_id, username, hashed_password, email, user_type)"
+            " VALUES (%s, %s, %s, 'x', %s, 'client')", (tenant.tenant_id, uuid.uuid4(), address, address))
+        await tracking.commit()
+        with pytest.raises(ApplicationError) as refused_by:
+            await creating
+    assert refused_by.value.type == errors.DUPLICATE_ERROR
+    after = await snapshot(db)
+    assert len(after["users"]) == len(before["users"]) + 1  # tracking's row only

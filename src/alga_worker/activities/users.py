@@ -12,7 +12,7 @@ What they guarantee, each in one transaction (SQL and locks in ``db/users.py``):
   (``UnknownRoleError``, listing the available ones), a bad contact (``ValidationError``), no licence
   left (``LicenseLimitError`` with ``{limit, used}``, unless ``force``), the last active MSP admin
   (``LastAdminError``), a password for an inactive user (``UserInactiveError``).
-- **Checks that hold under concurrency.** The tenant row is locked (``FOR UPDATE``) before the licence
+- **Checks that hold under concurrency.** The tenant row is locked (``FOR NO KEY UPDATE``) before the licence
   and last-admin checks and before the email advisory lock, in that order everywhere: concurrent
   creations at the limit are counted one after the other (exactly the free licences are used), two
   deactivations of a tenant's last two admins cannot both pass.
@@ -40,7 +40,7 @@ from temporalio import activity
 
 from alga_worker import errors
 from alga_worker.activities.heartbeat import heartbeating
-from alga_worker.db import provisioning
+from alga_worker.db import customer_tracking, provisioning
 from alga_worker.db import users as sql
 from alga_worker.db.pool import DbPool
 from alga_worker.models import (
@@ -94,6 +94,8 @@ class UserActivities:
             if tenant is None:
                 raise _tenant_not_found(tenant_id)
             await provisioning.lock_email(conn, req.email.lower())
+            if req.user_type is UserType.CLIENT:  # the key customer tracking's portal user takes
+                await customer_tracking.lock(conn, "email", req.email.lower())
             existing = await sql.user_exists(conn, tenant_id, user_id)
             if req.user_type is UserType.INTERNAL:
                 if await provisioning.find_internal_user_by_email(conn, req.email, except_user_id=user_id):

@@ -4,10 +4,11 @@ Why a module of its own: the activities (``activities/licenses.py``) and the ope
 (``alga-worker tenant licenses``) read usage with the same statement, so the two cannot disagree about
 what counts as a used licence (an active internal user; client-portal users hold none).
 
-The update locks the tenant row (``SELECT ... FOR UPDATE``) before comparing ``stripe_event_id``, so two
-deliveries of one Stripe event cannot both see "not yet applied" and both write: the second waits, then
-sees the first's event id and writes nothing. Every statement filters one ``tenant`` value (a router
-statement on Citus).
+The update locks the tenant row (``SELECT ... FOR NO KEY UPDATE``, the lock ``db/users.py`` takes for
+its licence checks; it does not block the foreign-key checks of inserts that reference the tenant)
+before comparing ``stripe_event_id``, so two deliveries of one Stripe event cannot both see "not yet
+applied" and both write: the second waits, then sees the first's event id and writes nothing. Every
+statement filters one ``tenant`` value (a router statement on Citus).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ async def update_license_count(conn: AsyncConnection[DictRow], tenant_id: UUID, 
     included, so a redelivered webhook leaves no trace.
     """
     cur = await conn.execute(
-        "SELECT licensed_user_count, stripe_event_id FROM tenants WHERE tenant = %s FOR UPDATE", (tenant_id,))
+        "SELECT licensed_user_count, stripe_event_id FROM tenants WHERE tenant = %s FOR NO KEY UPDATE", (tenant_id,))
     row = await cur.fetchone()
     if row is None:
         return None

@@ -12,11 +12,19 @@ the valid one. Role grants are "insert where missing".
 
 Locks, in one order everywhere (no deadlock between any two of these transactions):
 
-1. the tenant row, ``SELECT ... FROM tenants WHERE tenant = $1 FOR UPDATE`` (:func:`lock_tenant_row`):
-   serialises every licence check (creations, reactivations) and the last-admin check of one
-   tenant, and with ``db/licenses.update_license_count`` (which takes the same lock);
+1. the tenant row, ``SELECT ... FROM tenants WHERE tenant = $1 FOR NO KEY UPDATE``
+   (:func:`lock_tenant_row`): serialises every licence check (creations, reactivations) and the
+   last-admin check of one tenant, and with ``db/licenses.update_license_count`` (which takes the same
+   lock). ``NO KEY UPDATE``, not ``UPDATE``: the foreign-key checks of every insert that references the
+   tenant (hundreds of Alga tables do, written by the web app all day) take ``KEY SHARE`` on this row,
+   which ``FOR UPDATE`` would block for the length of the transaction and ``NO KEY UPDATE`` does not;
 2. the email advisory lock, ``provisioning.lock_email`` (the key tenant creation takes), so creating a
-   user and creating a tenant cannot both pass the cross-tenant email check for one address;
+   user and creating a tenant cannot both pass the cross-tenant email check for one address; for a
+   client user also customer tracking's email lock (``customer_tracking.lock(conn, "email", ...)``), so a
+   client user created here and the portal user customer tracking creates in the management tenant
+   cannot both pass their check for one address. Customer tracking takes only its advisory locks and
+   never this tenant-row lock (its foreign-key checks take ``KEY SHARE``, which ``NO KEY UPDATE`` lets
+   through), so no cycle is possible;
 3. the user row (``UPDATE``, or ``FOR UPDATE`` in ``set_temporary_password``, which takes no other).
 
 Citus: every statement filters (or inserts) one ``tenant`` value and is a router statement on that
@@ -142,7 +150,7 @@ def _record(row: DictRow) -> UserRecord:
 async def lock_tenant_row(conn: AsyncConnection[DictRow], tenant_id: UUID) -> LockedTenant | None:
     """Lock 1 (module docstring); None when the tenant does not exist. Inside the caller's transaction."""
     cur = await conn.execute(
-        "SELECT licensed_user_count, client_name FROM tenants WHERE tenant = %s FOR UPDATE", (tenant_id,))
+        "SELECT licensed_user_count, client_name FROM tenants WHERE tenant = %s FOR NO KEY UPDATE", (tenant_id,))
     row = await cur.fetchone()
     return None if row is None else LockedTenant(name=row["client_name"],
                                                  licensed_user_count=row["licensed_user_count"])
