@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.support.record_histories            # the pre-checkout set (kept as is)
     .venv/bin/python -m tests.support.record_histories checkout   # a checkout run with every step
+    .venv/bin/python -m tests.support.record_histories users      # one-mailer runs and every user/email workflow
 
 Commit the JSON files it writes. The first set predates ``checkout-processing-v1``: it proves that
 runs started before that patch still replay, so do not re-record it with today's code. A replay
@@ -16,6 +17,7 @@ import contextlib
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError
 from tests.support.data import TEST_PEPPER, tenant_request
@@ -82,7 +84,80 @@ async def checkout() -> None:
             print(f"wrote tenant_creation_checkout.json ({len(history.events)} events)")
 
 
+async def users() -> None:
+    """The one mailer and issue 9's workflows: a checkout run through ``send_email`` (portal section),
+    a failed run with the operators' notice, customer tracking creating a portal user, each user
+    workflow (create, resend welcome, reset, deactivate, reactivate) and both email workflows."""
+    from tests.fakes.nmstore_server import FakeNmStoreServer
+    from tests.fakes.stripe_server import FakeStripeServer
+
+    mgmt = "00000000-0000-4000-8000-000000000001"
+    with tempfile.TemporaryDirectory() as root, FakeNmStoreServer() as nmstore, FakeStripeServer() as stripe:
+        Path(root).chmod(0o755)
+        async with DevStack(Path(root) / "stack", ephemeral=True) as stack:
+            queue, plain_queue = "record-histories", "record-histories-plain"
+            base = {"ALGA_AUTH_KEY": TEST_PEPPER, "EMAIL_OUTBOX_DIR": str(Path(root) / "outbox"),
+                    "SECRETS_DIR": str(Path(root) / "secrets")}
+            settings = load_settings(stack.worker_environment(
+                **base, TEMPORAL_TASK_QUEUE=queue, NMSTORE_BASE_URL=nmstore.url,
+                INTERNAL_API_SHARED_SECRET=nmstore.internal_secret, TEMPORAL_WEBHOOK_SECRET=nmstore.webhook_secret,
+                STRIPE_SECRET_KEY=stripe.api_key, STRIPE_API_BASE=stripe.url, MANAGEMENT_TENANT_ID=mgmt,
+                OPERATIONS_EMAIL="ops@nineminds.example"))
+            # A worker without customer tracking: its tenant has no portal user for tracking to create.
+            plain = load_settings(stack.worker_environment(**base, TEMPORAL_TASK_QUEUE=plain_queue))
+            ids = stripe.add_session(quantity=4)
+            client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
+            handles: dict[str, Any] = {}
+            async with running_worker(client, settings), running_worker(client, plain):
+                async def run(name: str, workflow: str, arg: Any, on: str = queue, fails: bool = False) -> Any:
+                    handle = await client.start_workflow(workflow, arg, id=f"replay-{name}-{uuid.uuid4().hex[:8]}",
+                                                         task_queue=on)
+                    handles[name] = handle
+                    if fails:
+                        with contextlib.suppress(WorkflowFailureError):
+                            await handle.result()
+                        return None
+                    return await handle.result()
+
+                admin = {"firstName": "Ada", "lastName": "Lovelace",
+                         "email": f"replay-{uuid.uuid4().hex[:8]}@example.com"}
+                created = await run("tenant_creation_one_mailer", "tenantCreationWorkflow",
+                                    tenant_request(checkoutSessionId=ids["session"], adminUser=admin))
+                await run("tenant_creation_failed_notice", "tenantCreationWorkflow",
+                          tenant_request(adminUser=dict(admin, firstName="Bob")), fails=True)
+                bare = await run("plain-tenant", "tenantCreationWorkflow",
+                                tenant_request(tenantName="Plain MSP", clientName=f"Plain MSP {uuid.uuid4().hex[:8]}"),
+                                on=plain_queue)
+                await run("customer_tracking_portal_user", "customerTrackingWorkflow",
+                          {"tenantId": bare["tenantId"], "createPortalUser": True})
+                tenant = created["tenantId"]
+                user = await run("create_user", "createUserWorkflow", {
+                    "tenantId": tenant, "email": f"tech-{uuid.uuid4().hex[:8]}@example.com", "firstName": "Tess",
+                    "lastName": "Tech", "roles": ["Technician"], "triggeredBy": "replay"})
+                await run("resend_welcome_email", "resendWelcomeEmailWorkflow", {
+                    "tenantId": tenant, "triggeredBy": "replay", "triggeredByEmail": "ops@nineminds.example"})
+                action = {"tenantId": tenant, "userId": user["userId"]}
+                await run("reset_user_password", "resetUserPasswordWorkflow", action)
+                await run("deactivate_user", "deactivateUserWorkflow", action)
+                await run("reactivate_user", "reactivateUserWorkflow", action)
+                await run("send_email", "sendEmailWorkflow", {
+                    "template": "account_deactivated", "to": ["someone@example.com"],
+                    "variables": {"tenant_name": "Acme", "first_name": "Some", "last_name": "One",
+                                  "email": "someone@example.com"}})
+                await run("test_email", "testEmailWorkflow", {
+                    "tenantId": "smoke", "tenantName": "Smoke MSP",
+                    "adminUser": {"userId": "smoke", "firstName": "Sam", "lastName": "Smoke",
+                                  "email": "smoke@example.com"}})
+            for name, handle in handles.items():
+                if name == "plain-tenant":
+                    continue
+                history = await handle.fetch_history()
+                (OUT / f"{name}.json").write_text(history.to_json())
+                print(f"wrote {name}.json ({len(history.events)} events)")
+
+
 if __name__ == "__main__":
     import sys
 
-    asyncio.run(checkout() if sys.argv[1:] == ["checkout"] else main())
+    modes = {"checkout": checkout, "users": users}
+    asyncio.run(modes[sys.argv[1]]() if sys.argv[1:] else main())
