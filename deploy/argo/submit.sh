@@ -4,7 +4,7 @@
 # Usage: deploy/argo/submit.sh <build|deploy|rollback|pipeline> [options] [-p name=value]...
 #
 #   build      temporal-worker-build for HEAD
-#   deploy     temporal-worker-deploy of image-tag=HEAD (override with -p image-tag=<sha>)
+#   deploy     temporal-worker-deploy of image-tag=HEAD (hosted also needs -p image-digest=...)
 #   rollback   temporal-worker-rollback (-p revision=<n>; default: previous revision)
 #   pipeline   alga-psa-build-migrate-deploy-with-temporal for HEAD
 #

@@ -5,33 +5,41 @@
 #      nm-store. Each is created once (never replaced, never printed): from the environment
 #      (INTERNAL_API_SHARED_SECRET, TEMPORAL_WEBHOOK_SECRET) when set there, so an nm-store that already
 #      holds a value keeps it, else a random 48-byte value that nm-store is then given;
-#   2. secret/alga-psa/shared: checks alga_auth_key, postgres_password, db_password_server and
-#      resend_api_key exist (and stripe_secret_key, optional). Missing keys are added only from the
-#      environment (ALGA_AUTH_KEY, DB_PASSWORD_ADMIN, DB_PASSWORD_SERVER, RESEND_API_KEY,
-#      STRIPE_SECRET_KEY): they must equal what the web app, the database and Stripe use, so this
-#      script never invents them;
-#   3. the policy from temporal-worker-policy.hcl (written only when it differs);
+#   2. secret/alga-psa/shared: checks nextauth_secret (the web app's NEXTAUTH_SECRET, the password
+#      pepper), postgres_password, db_password_server and resend_api_key exist (and stripe_secret_key,
+#      optional). Missing keys are added only from the environment (NEXTAUTH_SECRET,
+#      DB_PASSWORD_ADMIN, DB_PASSWORD_SERVER, RESEND_API_KEY, STRIPE_SECRET_KEY): they must equal
+#      what the web app, the database and Stripe use, so this script never invents them. Other keys
+#      (the original worker's alga_auth_key) are left as they are;
+#   3. the policy from temporal-worker-policy.hcl, its paths moved to KV_MOUNT/KV_PREFIX (written
+#      only when it differs);
 #   4. the Kubernetes auth role bound to the worker's service account and namespace (written only
 #      when it differs).
-# Safe to re-run. Secret values go to Vault through stdin only (not argv, not the terminal).
+# The role and policy are temporal-worker-py: the original TypeScript worker's `temporal-worker` role
+# and policy are never touched (docs/cutover.md). Safe to re-run. Secret values go to Vault through
+# stdin only (not argv, not the terminal).
 #
 # Usage: VAULT_ADDR=... VAULT_TOKEN=... deploy/vault/setup.sh
-# Settings (environment): NAMESPACE (msp), SERVICE_ACCOUNT (alga-psa-temporal-worker),
-#   VAULT_ROLE (temporal-worker), VAULT_POLICY (temporal-worker), KV_MOUNT (secret),
+# Settings (environment): NAMESPACE (msp), SERVICE_ACCOUNT (temporal-worker-py),
+#   VAULT_ROLE (temporal-worker-py), VAULT_POLICY (temporal-worker-py), KV_MOUNT (secret),
+#   KV_PREFIX (alga-psa; staging: alga-psa-staging, see deploy/helm/values-staging.yaml),
 #   K8S_AUTH_PATH (kubernetes), TOKEN_TTL (1h), TOKEN_MAX_TTL (4h).
 set -euo pipefail
 
 NAMESPACE="${NAMESPACE:-msp}"
-SERVICE_ACCOUNT="${SERVICE_ACCOUNT:-alga-psa-temporal-worker}"
-VAULT_ROLE="${VAULT_ROLE:-temporal-worker}"
-VAULT_POLICY="${VAULT_POLICY:-temporal-worker}"
+SERVICE_ACCOUNT="${SERVICE_ACCOUNT:-temporal-worker-py}"
+VAULT_ROLE="${VAULT_ROLE:-temporal-worker-py}"
+VAULT_POLICY="${VAULT_POLICY:-temporal-worker-py}"
 KV_MOUNT="${KV_MOUNT:-secret}"
+KV_PREFIX="${KV_PREFIX:-alga-psa}"
 K8S_AUTH_PATH="${K8S_AUTH_PATH:-kubernetes}"
 TOKEN_TTL="${TOKEN_TTL:-1h}"
 TOKEN_MAX_TTL="${TOKEN_MAX_TTL:-4h}"
 
-WORKER_PATH="alga-psa/temporal-worker"
-SHARED_PATH="alga-psa/shared"
+[[ "${KV_PREFIX}" =~ ^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$ ]] || { printf '[vault-setup] ERROR: bad KV_PREFIX\n' >&2; exit 1; }
+[[ "${KV_MOUNT}" =~ ^[A-Za-z0-9_-]+$ ]] || { printf '[vault-setup] ERROR: bad KV_MOUNT\n' >&2; exit 1; }
+WORKER_PATH="${KV_PREFIX}/temporal-worker"
+SHARED_PATH="${KV_PREFIX}/shared"
 POLICY_FILE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/temporal-worker-policy.hcl"
 
 log() { printf '[vault-setup] %s\n' "$*" >&2; }
@@ -88,7 +96,7 @@ done
 
 # 2. Shared secrets: key -> environment variable that may supply a missing one.
 missing=()
-for pair in alga_auth_key:ALGA_AUTH_KEY postgres_password:DB_PASSWORD_ADMIN \
+for pair in nextauth_secret:NEXTAUTH_SECRET postgres_password:DB_PASSWORD_ADMIN \
             db_password_server:DB_PASSWORD_SERVER resend_api_key:RESEND_API_KEY; do
   key="${pair%%:*}"
   var="${pair#*:}"
@@ -112,11 +120,15 @@ else
   log "${KV_MOUNT}/${SHARED_PATH}: stripe_secret_key absent (optional: without it no Stripe details are fetched)"
 fi
 
-# 3. Policy.
-if [[ "$(vault policy read "${VAULT_POLICY}" 2> /dev/null || true)" == "$(cat "${POLICY_FILE}")" ]]; then
+# 3. Policy: the file's paths (secret/data/alga-psa/...) under KV_MOUNT and KV_PREFIX.
+policy_text="$(sed -e "s#\"secret/data/alga-psa/#\"${KV_MOUNT}/data/${KV_PREFIX}/#" "${POLICY_FILE}")"
+if [[ "$(vault policy read "${VAULT_POLICY}" 2> /dev/null || true)" == "${policy_text}" ]]; then
   log "policy ${VAULT_POLICY}: up to date"
 else
-  vault policy write "${VAULT_POLICY}" "${POLICY_FILE}" > /dev/null
+  policy_tmp="$(mktemp)"
+  trap 'rm -f "${policy_tmp}"' EXIT
+  printf '%s\n' "${policy_text}" > "${policy_tmp}"
+  vault policy write "${VAULT_POLICY}" "${policy_tmp}" > /dev/null
   log "policy ${VAULT_POLICY}: written"
 fi
 

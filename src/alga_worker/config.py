@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 from uuid import UUID
 
@@ -41,6 +41,9 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+
+if TYPE_CHECKING:
+    from temporalio.common import WorkerDeploymentVersion
 
 DEFAULT_SECRETS_DIR = "/vault/secrets"
 DEFAULT_PEPPER_VARIABLE = "ALGA_AUTH_KEY"
@@ -83,6 +86,9 @@ class Variable:
 VARIABLES: tuple[Variable, ...] = (
     Variable("TEMPORAL_TASK_QUEUE", "task_queue", "tenant-workflows", False,
              "Task queue the worker polls and the CLI starts workflows on."),
+    Variable("TEMPORAL_WORKER_DEPLOYMENT_NAME", "worker_deployment_name", None, False,
+             "Worker Deployment the worker joins (Worker Versioning), with BUILD_ID as its version; "
+             "workflows stay pinned to the version that started them. Unset: versioning off."),
     Variable("DATABASE_URL", "database_url", None, True,
              "PostgreSQL URL for the worker's writes. Overrides the DB_* variables when set."),
     Variable("DB_HOST", "db_host", None, False, "PostgreSQL host (used when DATABASE_URL is unset)."),
@@ -96,6 +102,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DB_PASSWORD_SERVER", "db_password_server", None, True, "Password of DB_USER_SERVER."),
     Variable("DB_POOL_MIN", "db_pool_min", "1", False, "Minimum connections in the pool."),
     Variable("DB_POOL_MAX", "db_pool_max", "10", False, "Maximum connections in the pool."),
+    Variable("DB_PREPARED_STATEMENTS", "db_prepared_statements", "false", False,
+             "Let psycopg prepare statements server-side (after 5 executions). Off: safe behind PgBouncer "
+             "in transaction mode."),
     Variable("ALGA_AUTH_KEY", "password_pepper", None, True,
              "Password pepper shared with the web app (PBKDF2 salt = pepper + salt hex). The variable "
              "name is set by PASSWORD_PEPPER_VARIABLE. Required: no default pepper."),
@@ -171,7 +180,8 @@ VARIABLES: tuple[Variable, ...] = (
              "Deployment environment label (name kept from the original chart); added to logs and "
              "metrics."),
     Variable("BUILD_ID", "build_id", "dev", False,
-             "Build identifier (git sha) reported by healthCheckWorkflow and logs."),
+             "Build identifier (git sha) reported by healthCheckWorkflow and logs; the Worker "
+             "Deployment version when TEMPORAL_WORKER_DEPLOYMENT_NAME is set (then 'dev' is refused)."),
     Variable("SECRETS_DIR", "secrets_dir", DEFAULT_SECRETS_DIR, False,
              "Folder of Vault-rendered `export NAME=\"value\"` files."),
     Variable("SECRETS_PRECEDENCE", "secrets_precedence", "files", False,
@@ -246,6 +256,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     task_queue: str = Field(min_length=1, max_length=200)
+    # No '.' (the server splits "<deployment>.<build id>" at the first dot), ':' or whitespace.
+    worker_deployment_name: str | None = Field(default=None, max_length=200, pattern=r"^[^.:\s]+$")
     database_url: SecretStr | None = None
     db_host: str | None = None
     db_port: int = Field(ge=1, le=65535)
@@ -256,6 +268,7 @@ class Settings(BaseModel):
     db_password_server: SecretStr | None = None
     db_pool_min: int = Field(ge=0, le=100)
     db_pool_max: int = Field(ge=1, le=200)
+    db_prepared_statements: bool
 
     password_pepper: SecretStr = Field(min_length=4)  # shorter could not be redacted from logs
     password_pepper_variable: str
@@ -347,6 +360,16 @@ class Settings(BaseModel):
         if self.temporal_webhook_secret is None:
             missing.append("TEMPORAL_WEBHOOK_SECRET")
         return missing
+
+    @property
+    def worker_deployment_version(self) -> WorkerDeploymentVersion | None:
+        """The Worker Deployment version this worker polls as (deployment name + BUILD_ID), or None
+        when versioning is off (TEMPORAL_WORKER_DEPLOYMENT_NAME unset)."""
+        if self.worker_deployment_name is None:
+            return None
+        from temporalio.common import WorkerDeploymentVersion
+
+        return WorkerDeploymentVersion(deployment_name=self.worker_deployment_name, build_id=self.build_id)
 
     @property
     def graceful_shutdown_timeout(self) -> timedelta:
@@ -455,6 +478,11 @@ def _cross_checks(raw: Mapping[str, Any], field_to_var: Mapping[str, str]) -> li
         problems.append(("RESEND_API_KEY", "required when EMAIL_PROVIDER=resend"))
     if provider == EmailProvider.SMTP.value and not raw.get("smtp_host"):
         problems.append(("SMTP_HOST", "required when EMAIL_PROVIDER=smtp"))
+    if raw.get("worker_deployment_name") and str(raw.get("build_id", "")).strip().lower() == "dev":
+        # "dev" is the Dockerfile's default: every image built without a build id would join (and be
+        # pinned to) the same version, so a rollout could not tell old code from new.
+        problems.append(("BUILD_ID", "must be the image's build id (git sha), not 'dev', when "
+                                     "TEMPORAL_WORKER_DEPLOYMENT_NAME is set"))
     return problems
 
 
@@ -498,6 +526,8 @@ class ClientSettings:
 
     temporal_connect: dict[str, Any]
     task_queue: str
+    # TEMPORAL_WORKER_DEPLOYMENT_NAME: `deployment` commands and a pinned health check need it.
+    worker_deployment_name: str | None = None
 
 
 def load_client_settings(environ: Mapping[str, str] | None = None) -> ClientSettings:
@@ -507,4 +537,5 @@ def load_client_settings(environ: Mapping[str, str] | None = None) -> ClientSett
     except Exception as err:
         raise ConfigError([("TEMPORAL_*", f"{type(err).__name__}: cannot load connection config")]) from None
     return ClientSettings(temporal_connect=connect,
-                          task_queue=env.get("TEMPORAL_TASK_QUEUE") or "tenant-workflows")
+                          task_queue=env.get("TEMPORAL_TASK_QUEUE") or "tenant-workflows",
+                          worker_deployment_name=env.get("TEMPORAL_WORKER_DEPLOYMENT_NAME") or None)

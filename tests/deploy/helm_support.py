@@ -61,20 +61,33 @@ class ValueSet:
     vault: bool
 
 
+# The recommended release name (docs/cutover.md): every resource is then `temporal-worker-py`.
+RELEASE = "temporal-worker-py"
+
+
+def environment_values_files() -> list[Path]:
+    """Every per-environment values file shipped next to the chart (deploy/helm/values-*.yaml)."""
+    return sorted(HELM_DIR.glob("values-*.yaml"))
+
+
 def value_sets() -> list[ValueSet]:
-    """The shipped configurations: chart defaults, dev and hosted, each with Vault on and off."""
-    dev = load_yaml(HELM_DIR / "values-dev.yaml")
-    hosted = load_yaml(HELM_DIR / "values-hosted.yaml")
+    """The shipped configurations: chart defaults and every deploy/helm/values-*.yaml (dev, staging,
+    hosted, ...), each with Vault on and off. A new values file is covered without editing this list."""
     vault_on = {"vault": {"enabled": True}}
     vault_off = {"vault": {"enabled": False}}
-    return [
-        ValueSet("default", {}, "alga", "temporal-worker", False),
-        ValueSet("default-vault", vault_on, "alga", "temporal-worker", True),
-        ValueSet("dev", dev, "alga-dev", "temporal-worker", False),
-        ValueSet("dev-vault", deep_merge(dev, vault_on), "alga-dev", "temporal-worker", True),
-        ValueSet("hosted", hosted, "msp", "alga-psa-temporal-worker", True),
-        ValueSet("hosted-no-vault", deep_merge(hosted, vault_off), "msp", "alga-psa-temporal-worker", False),
+    sets = [
+        ValueSet("default", {}, "alga", RELEASE, False),
+        ValueSet("default-vault", vault_on, "alga", RELEASE, True),
     ]
+    for path in environment_values_files():
+        name = path.stem.removeprefix("values-")
+        values = load_yaml(path)
+        namespace = str(values.get("requiredNamespace") or f"alga-{name}")
+        vault = bool(values.get("vault", {}).get("enabled", False))
+        other, other_values = ("no-vault", vault_off) if vault else ("vault", vault_on)
+        sets.append(ValueSet(name, values, namespace, RELEASE, vault))
+        sets.append(ValueSet(f"{name}-{other}", deep_merge(values, other_values), namespace, RELEASE, not vault))
+    return sets
 
 
 @functools.cache
@@ -308,3 +321,60 @@ def checkov_report() -> tuple[dict[str, Any], ...]:
     parsed = json.loads(proc.stdout)
     reports = parsed if isinstance(parsed, list) else [parsed]
     return tuple(reports)
+
+
+# ---------------------------------------------------------------- KEDA custom resources
+
+
+KEDA_API_VERSION = "keda.sh/v1alpha1"
+
+
+def validate_keda_object(obj: Mapping[str, Any]) -> None:
+    """Validate a KEDA ScaledObject or TriggerAuthentication against the CRD's model (cloudcoil's
+    models are generated from KEDA's CRDs), strictly: a field the CRD does not define is refused.
+
+    Why the round trip: the generated pydantic models ignore unknown fields, as the API server's
+    pruning would silently drop them. Dumping what was validated (only the fields given) and
+    comparing with the input turns every dropped or coerced field into a failure.
+    """
+    from cloudcoil.models.keda import v1alpha1
+
+    models = {"ScaledObject": v1alpha1.ScaledObject, "TriggerAuthentication": v1alpha1.TriggerAuthentication}
+    assert obj.get("apiVersion") == KEDA_API_VERSION, f"apiVersion {obj.get('apiVersion')}, not {KEDA_API_VERSION}"
+    model = models.get(str(obj.get("kind")))
+    assert model is not None, f"no KEDA model for kind {obj.get('kind')}"
+    validated = model.model_validate(dict(obj))
+    dumped = validated.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    assert dumped == json.loads(json.dumps(obj)), (
+        f"{obj['kind']} has fields or values its CRD does not define:\n{_diff(obj, dumped)}"
+    )
+
+
+def _diff(given: Mapping[str, Any], kept: Mapping[str, Any], path: str = "") -> str:
+    """Paths present in `given` but dropped or changed in `kept`."""
+    lines: list[str] = []
+    for key, value in given.items():
+        here = f"{path}.{key}"
+        if key not in kept:
+            lines.append(f"unknown field {here}")
+        elif isinstance(value, Mapping) and isinstance(kept[key], Mapping):
+            lines.append(_diff(value, kept[key], here))
+        elif isinstance(value, list) and isinstance(kept[key], list) and len(value) == len(kept[key]):
+            for i, (a, b) in enumerate(zip(value, kept[key], strict=True)):
+                if isinstance(a, Mapping) and isinstance(b, Mapping):
+                    lines.append(_diff(a, b, f"{here}[{i}]"))
+                elif a != b:
+                    lines.append(f"{here}[{i}]: {a!r} -> {b!r}")
+        elif value != kept[key]:
+            lines.append(f"{here}: {value!r} -> {kept[key]!r}")
+    return "\n".join(line for line in lines if line)
+
+
+def validate_object(obj: Mapping[str, Any], kube_version: str) -> None:
+    """kubernetes-validate --strict for built-in kinds; the KEDA CRD models for keda.sh objects."""
+    import kubernetes_validate
+
+    if str(obj.get("apiVersion", "")).startswith("keda.sh/"):
+        validate_keda_object(obj)
+        return
+    kubernetes_validate.validate(dict(obj), kube_version, strict=True)

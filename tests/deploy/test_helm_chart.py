@@ -24,6 +24,7 @@ from helm_support import (
     only,
     render_objects,
     render_set,
+    validate_object,
     value_sets,
     worker_container,
 )
@@ -65,8 +66,10 @@ def test_renders_expected_objects(value_set: ValueSet, rendered: dict[str, list[
     objects = rendered[value_set.name]
     values = deep_merge(load_yaml(CHART_DIR / "values.yaml"), value_set.values)
     expected = {"Deployment", "Service", "ConfigMap", "ServiceAccount"}
-    if values["autoscaling"]["enabled"]:
+    if values["autoscaling"]["mode"] == "hpa":
         expected.add("HorizontalPodAutoscaler")
+    if values["autoscaling"]["mode"] == "keda":
+        expected.add("ScaledObject")
     if values["podDisruptionBudget"]["enabled"]:
         expected.add("PodDisruptionBudget")
     if values["networkPolicy"]["enabled"]:
@@ -83,10 +86,11 @@ def test_renders_expected_objects(value_set: ValueSet, rendered: dict[str, list[
 def test_objects_valid_under_kubernetes_validate_strict(
     value_set: ValueSet, kube_version: str, rendered: dict[str, list[dict[str, Any]]]
 ) -> None:
-    """Strict schema validation for 1.29 and the newest known Kubernetes; a missing schema fails."""
+    """Strict schema validation for 1.29 and the newest known Kubernetes; a missing schema fails.
+    KEDA objects (keda.sh) are validated against KEDA's CRD models instead, as strictly."""
     for obj in rendered[value_set.name]:
         try:
-            kubernetes_validate.validate(obj, kube_version, strict=True)
+            validate_object(obj, kube_version)
         except kubernetes_validate.SchemaNotFoundError as err:  # removed/unknown API: a failure here
             pytest.fail(f"{obj['kind']} {obj['apiVersion']}: no schema for {kube_version}: {err}")
         except kubernetes_validate.ValidationError as err:
@@ -164,7 +168,7 @@ def test_resources_and_rollout_strategy(
 
 
 def test_plan_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    """Chart defaults: the plan's image, resources, HPA with behaviour policies and PDB."""
+    """Chart defaults: the plan's image, resources, HPA (CPU only) with behaviour policies and PDB."""
     objects = rendered["default"]
     container = worker_container(objects)
     assert container["image"].startswith("harbor.nineminds.com/nineminds/temporal-worker:")
@@ -175,7 +179,7 @@ def test_plan_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
     hpa = only(objects, "HorizontalPodAutoscaler")["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 10)
     targets = {m["resource"]["name"]: m["resource"]["target"]["averageUtilization"] for m in hpa["metrics"]}
-    assert targets == {"cpu": 70, "memory": 80}
+    assert targets == {"cpu": 70}, "CPU only: memory is no load signal for a Python worker"
     down, up = hpa["behavior"]["scaleDown"], hpa["behavior"]["scaleUp"]
     assert down["stabilizationWindowSeconds"] == 300 and down["selectPolicy"] == "Min"
     assert {(p["type"], p["value"], p["periodSeconds"]) for p in down["policies"]} == {
@@ -190,26 +194,27 @@ def test_plan_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
     assert hpa["scaleTargetRef"]["name"] == only(objects, "Deployment")["metadata"]["name"]
     assert only(objects, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     assert "replicas" not in only(objects, "Deployment")["spec"], "the HPA owns the replica count"
-    no_hpa = render_objects({"autoscaling": {"enabled": False}})
+    no_hpa = render_objects({"autoscaling": {"mode": "none"}})
     assert only(no_hpa, "Deployment")["spec"]["replicas"] == 2
 
 
 def test_hosted_values(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    """Production: namespace msp, HPA 3-20, PDB 2, Vault on, Harbor image with its pull secret."""
+    """Production: namespace msp, KEDA 3-20 on the backlog, PDB 2, Vault on, Harbor image with its pull secret."""
     hosted_values = load_yaml(HELM_DIR / "values-hosted.yaml")
     assert hosted_values["replicaCount"] == 3
     objects = rendered["hosted"]
-    hpa = only(objects, "HorizontalPodAutoscaler")["spec"]
-    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 20)
+    scaled = only(objects, "ScaledObject")["spec"]
+    assert (scaled["minReplicaCount"], scaled["maxReplicaCount"]) == (3, 20)
+    assert "HorizontalPodAutoscaler" not in kinds(objects)
     assert only(objects, "PodDisruptionBudget")["spec"]["minAvailable"] == 2
     spec = pod_spec(objects)
     assert spec["imagePullSecrets"] == [{"name": "harbor-credentials"}]
     assert worker_container(objects)["image"].startswith("harbor.nineminds.com/nineminds/temporal-worker:")
     annotations = only(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["vault.hashicorp.com/agent-inject"] == "true"
-    assert annotations["vault.hashicorp.com/role"] == "temporal-worker"
+    assert annotations["vault.hashicorp.com/role"] == "temporal-worker-py"
     with pytest.raises(helm_python.HelmError, match="namespace msp"):
-        render_objects(hosted_values, namespace="default", release="alga-psa-temporal-worker")
+        render_objects(hosted_values, namespace="default", release="temporal-worker-py")
 
 
 def test_image_tag_and_optional_digest() -> None:
@@ -287,7 +292,7 @@ def test_service_account_created_and_used(rendered: dict[str, list[dict[str, Any
     """The pod runs as the chart's own service account (the one the Vault role is bound to)."""
     objects = rendered["hosted"]
     account = only(objects, "ServiceAccount")
-    assert account["metadata"]["name"] == "alga-psa-temporal-worker"
+    assert account["metadata"]["name"] == "temporal-worker-py"
     assert account["automountServiceAccountToken"] is False
     assert pod_spec(objects)["serviceAccountName"] == account["metadata"]["name"]
 
@@ -316,7 +321,8 @@ def test_notes_render() -> None:
     """NOTES.txt renders and points at the readiness endpoint and the rollout command."""
     from helm_support import render
 
-    notes = render(load_yaml(HELM_DIR / "values-hosted.yaml"), "msp", "alga-psa-temporal-worker")
+    notes = render(load_yaml(HELM_DIR / "values-hosted.yaml"), "msp", "temporal-worker-py")
     text = notes["temporal-worker/templates/NOTES.txt"]
-    assert "rollout status deployment/alga-psa-temporal-worker" in text
+    assert "rollout status deployment/temporal-worker-py" in text
+    assert "KEDA ScaledObject 3-20" in text and "up to 126 connections" in text
     assert "/readyz" in text

@@ -35,6 +35,7 @@ from helm_support import (
     value_sets,
     vault_placeholder,
     vault_templates,
+    worker_container,
     worker_environment,
 )
 
@@ -74,6 +75,14 @@ def env_for_settings(value_set: ValueSet, objects: list[dict[str, Any]], tmp_pat
     for name, text in worker_env.vault_files.items():
         (secrets_dir / name).write_text(text, encoding="utf-8")
     return {**worker_env.env, "SECRETS_DIR": str(secrets_dir)}
+
+
+def vault_files_of(value_set: ValueSet) -> list[dict[str, Any]]:
+    """The chart's vault.files entries in effect for a value set (the set's own, else the defaults)."""
+    files = value_set.values.get("vault", {}).get("files")
+    if files is None:
+        files = load_yaml(CHART_DIR / "values.yaml")["vault"]["files"]
+    return [f for f in files if f["env"]]
 
 
 def test_values_declare_every_variable_once() -> None:
@@ -144,7 +153,11 @@ def test_shipped_configuration_loads_into_settings(value_set: ValueSet, tmp_path
     assert settings.graceful_shutdown_seconds == 30
     assert (settings.health_check_port, settings.metrics_port) == (8080, 9464)
     if value_set.vault:
-        assert settings.password_pepper.get_secret_value() == vault_placeholder("alga_auth_key")
+        # The pepper comes from the Vault key mapped to the variable PASSWORD_PEPPER_VARIABLE names.
+        pepper = settings.password_pepper_variable
+        pepper_keys = {f["env"][pepper] for f in vault_files_of(value_set) if pepper in f["env"]}
+        assert len(pepper_keys) == 1, pepper_keys
+        assert settings.password_pepper.get_secret_value() == vault_placeholder(pepper_keys.pop())
         assert settings.internal_api_shared_secret.get_secret_value() == vault_placeholder(
             "internal_api_shared_secret"
         )
@@ -197,7 +210,7 @@ def test_vault_templates_parse_into_the_right_values(tmp_path: Path) -> None:
         "secret/data/alga-psa/temporal-worker": {"internal_api_shared_secret": "in'ter\"nal $X `y` \\z",
                                                  "temporal_webhook_secret": "wh'sec $(id) \"#x"},
         "secret/data/alga-psa/shared": {
-            "alga_auth_key": TRICKY,
+            "nextauth_secret": TRICKY,
             "postgres_password": "p@ss:w/rd'#1",
             "db_password_server": "  spaced  ",
             "resend_api_key": "re_123$abc",
@@ -213,14 +226,15 @@ def test_vault_templates_parse_into_the_right_values(tmp_path: Path) -> None:
     parsed = config.read_secret_files(tmp_path)
     assert parsed == {
         "INTERNAL_API_SHARED_SECRET": "in'ter\"nal $X `y` \\z",
-        "ALGA_AUTH_KEY": TRICKY,
+        "NEXTAUTH_SECRET": TRICKY,
         "DB_PASSWORD_ADMIN": "p@ss:w/rd'#1",
         "DB_PASSWORD_SERVER": "  spaced  ",
         "RESEND_API_KEY": "re_123$abc",
         "TEMPORAL_WEBHOOK_SECRET": "wh'sec $(id) \"#x",
         "STRIPE_SECRET_KEY": "sk_live_'quoted'$",
     }
-    env = {"DB_HOST": "db", "EMAIL_PROVIDER": "resend", "SECRETS_DIR": str(tmp_path)}
+    env = {"DB_HOST": "db", "EMAIL_PROVIDER": "resend", "SECRETS_DIR": str(tmp_path),
+           "PASSWORD_PEPPER_VARIABLE": "NEXTAUTH_SECRET"}
     settings = config.load_settings(env)
     assert settings.password_pepper.get_secret_value() == TRICKY
     assert settings.temporal_webhook_secret is not None and settings.stripe_secret_key is not None
@@ -235,7 +249,7 @@ def test_vault_template_with_missing_key_fails_instead_of_rendering_placeholder(
     templates = vault_templates(render_set(hosted))
     with pytest.raises(helm_python.HelmError):
         render_vault_templates(
-            {"shared": templates["shared"]}, {"secret/data/alga-psa/shared": {"alga_auth_key": "x"}}
+            {"shared": templates["shared"]}, {"secret/data/alga-psa/shared": {"nextauth_secret": "x"}}
         )
 
 
@@ -277,3 +291,29 @@ def test_unknown_or_duplicate_secret_routes_are_refused() -> None:
     }
     with pytest.raises(helm_python.HelmError, match="both"):
         render_objects({"vault": twice})
+
+
+@pytest.mark.parametrize("value_set", SETS, ids=[s.name for s in SETS])
+def test_worker_versioning_is_on_with_the_image_tag_as_version_except_in_dev(
+    value_set: ValueSet, tmp_path: Path
+) -> None:
+    """The chart joins Worker Deployment `alga-temporal-worker` as version BUILD_ID = the image tag; the dev
+    values (every :dev image has BUILD_ID dev) turn versioning off, since the worker refuses 'dev'."""
+    objects = render_set(value_set)
+    settings = config.load_settings(env_for_settings(value_set, objects, tmp_path))
+    if value_set.name.startswith("dev"):
+        assert settings.worker_deployment_version is None
+        return
+    version = settings.worker_deployment_version
+    assert version is not None and version.deployment_name == "alga-temporal-worker"
+    image = worker_container(objects)["image"].split("@")[0]
+    assert version.build_id == image.rsplit(":", 1)[1] != "dev"
+
+
+def test_worker_deployment_name_the_server_could_not_split_is_refused_by_the_schema() -> None:
+    for name in ("alga.worker", "alga:worker", "alga worker"):
+        with pytest.raises(helm_python.HelmError, match="TEMPORAL_WORKER_DEPLOYMENT_NAME"):
+            render_objects({"config": {"TEMPORAL_WORKER_DEPLOYMENT_NAME": name}})
+    tagged = render_objects({"image": {"tag": "3f2a9c1"}, "config": {"TEMPORAL_WORKER_DEPLOYMENT_NAME": "other"}})
+    data = only(tagged, "ConfigMap")["data"]
+    assert (data["TEMPORAL_WORKER_DEPLOYMENT_NAME"], data["BUILD_ID"]) == ("other", "3f2a9c1")

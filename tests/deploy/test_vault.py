@@ -25,7 +25,7 @@ SETUP = VAULT_DIR / "setup.sh"
 POLICY = VAULT_DIR / "temporal-worker-policy.hcl"
 
 SHARED_FROM_ENV = {
-    "ALGA_AUTH_KEY": "pepper-from-env-Secret1",
+    "NEXTAUTH_SECRET": "pepper-from-env-Secret1",
     "DB_PASSWORD_ADMIN": "admin-pw-Secret2",
     "DB_PASSWORD_SERVER": "server-pw-Secret3",
     "RESEND_API_KEY": "re_Secret4",
@@ -199,17 +199,18 @@ def test_setup_creates_everything_then_is_idempotent(fake_vault: FakeVault) -> N
         assert re.fullmatch(r"[A-Za-z0-9_-]{64}", generated), "48 random bytes, base64url"
     assert internal != webhook
     assert state["kv"]["secret/alga-psa/shared"] == {
-        "alga_auth_key": SHARED_FROM_ENV["ALGA_AUTH_KEY"],
+        "nextauth_secret": SHARED_FROM_ENV["NEXTAUTH_SECRET"],
         "postgres_password": SHARED_FROM_ENV["DB_PASSWORD_ADMIN"],
         "db_password_server": SHARED_FROM_ENV["DB_PASSWORD_SERVER"],
         "resend_api_key": SHARED_FROM_ENV["RESEND_API_KEY"],
         "stripe_secret_key": SHARED_FROM_ENV["STRIPE_SECRET_KEY"],
     }
-    assert state["policies"]["temporal-worker"] == POLICY.read_text(encoding="utf-8")
-    role = state["roles"]["auth/kubernetes/role/temporal-worker"]
-    assert role["bound_service_account_names"] == "alga-psa-temporal-worker"
+    assert state["policies"]["temporal-worker-py"] == POLICY.read_text(encoding="utf-8")
+    role = state["roles"]["auth/kubernetes/role/temporal-worker-py"]
+    assert role["bound_service_account_names"] == "temporal-worker-py"
     assert role["bound_service_account_namespaces"] == "msp"
-    assert role["token_policies"] == "temporal-worker"
+    assert role["token_policies"] == "temporal-worker-py"
+    assert "temporal-worker" not in state["policies"], "the original worker's policy must not be touched"
 
     secrets = [internal, webhook, *SHARED_FROM_ENV.values()]
     calls_text = json.dumps(fake_vault.calls())
@@ -236,22 +237,22 @@ def test_setup_never_invents_shared_secrets(fake_vault: FakeVault) -> None:
     """Missing shared keys and no env values: fail naming them, after setting up everything else."""
     result = fake_vault.run()
     assert result.returncode != 0
-    for key in ("alga_auth_key", "postgres_password", "db_password_server", "resend_api_key",
+    for key in ("nextauth_secret", "postgres_password", "db_password_server", "resend_api_key",
                 "stripe_secret_key"):
         assert key in result.stderr
     state = fake_vault.load()
     assert "secret/alga-psa/shared" not in state["kv"]
     assert set(state["kv"]["secret/alga-psa/temporal-worker"]) == {"internal_api_shared_secret",
                                                                     "temporal_webhook_secret"}
-    assert "temporal-worker" in state["policies"]
-    assert "auth/kubernetes/role/temporal-worker" in state["roles"]
+    assert "temporal-worker-py" in state["policies"]
+    assert "auth/kubernetes/role/temporal-worker-py" in state["roles"]
 
 
 def test_setup_keeps_existing_values_and_patches_missing_keys(fake_vault: FakeVault) -> None:
     """Existing keys are kept (no rotation by accident); a missing key is added with a patch."""
     fake_vault.state["kv"] = {
         "secret/alga-psa/temporal-worker": {"internal_api_shared_secret": "existing-internal"},
-        "secret/alga-psa/shared": {"alga_auth_key": "web-app-pepper", "other_app_key": "untouched"},
+        "secret/alga-psa/shared": {"nextauth_secret": "web-app-pepper", "alga_auth_key": "untouched"},
     }
     fake_vault.save()
     result = fake_vault.run(SHARED_FROM_ENV)
@@ -261,8 +262,8 @@ def test_setup_keeps_existing_values_and_patches_missing_keys(fake_vault: FakeVa
     assert worker["internal_api_shared_secret"] == "existing-internal"
     assert re.fullmatch(r"[A-Za-z0-9_-]{64}", worker["temporal_webhook_secret"]), "missing key added"
     shared = state["kv"]["secret/alga-psa/shared"]
-    assert shared["alga_auth_key"] == "web-app-pepper"
-    assert shared["other_app_key"] == "untouched"
+    assert shared["nextauth_secret"] == "web-app-pepper"
+    assert shared["alga_auth_key"] == "untouched", "the original worker's key is left as it is"
     assert shared["resend_api_key"] == SHARED_FROM_ENV["RESEND_API_KEY"]
 
 
@@ -296,3 +297,37 @@ def test_setup_takes_nm_store_secrets_from_the_environment_when_given(fake_vault
     assert again.returncode == 0, again.stderr
     assert fake_vault.load()["kv"]["secret/alga-psa/temporal-worker"]["temporal_webhook_secret"] == given[
         "TEMPORAL_WEBHOOK_SECRET"]
+
+
+def test_setup_names_match_the_chart_and_never_the_original_worker(fake_vault: FakeVault) -> None:
+    """The role, policy and service account are the hosted chart's (temporal-worker-py), never the
+    original TypeScript worker's role `temporal-worker`; the pepper key is the one hosted reads."""
+    hosted = load_yaml(HELM_DIR / "values-hosted.yaml")
+    result = fake_vault.run(SHARED_FROM_ENV)
+    assert result.returncode == 0, result.stderr
+    state = fake_vault.load()
+    assert set(state["roles"]) == {f"auth/kubernetes/role/{hosted['vault']['role']}"}
+    assert hosted["vault"]["role"] == "temporal-worker-py"
+    [role] = state["roles"].values()
+    assert role["bound_service_account_names"] == "temporal-worker-py"  # the chart's fullname for that release
+    shared = next(f for f in hosted["vault"]["files"] if f["name"] == "shared")
+    pepper_key = shared["env"][hosted["config"]["PASSWORD_PEPPER_VARIABLE"]]
+    assert pepper_key in state["kv"]["secret/alga-psa/shared"]
+
+
+def test_setup_for_staging_uses_its_own_paths_role_and_namespace(fake_vault: FakeVault) -> None:
+    """KV_PREFIX moves the secrets and the policy's paths; the staging values read exactly those."""
+    staging = load_yaml(HELM_DIR / "values-staging.yaml")
+    env = {**SHARED_FROM_ENV, "KV_PREFIX": "alga-psa-staging", "NAMESPACE": staging["requiredNamespace"],
+           "VAULT_ROLE": staging["vault"]["role"], "VAULT_POLICY": staging["vault"]["role"]}
+    result = fake_vault.run(env)
+    assert result.returncode == 0, result.stderr
+    state = fake_vault.load()
+    policy = state["policies"][staging["vault"]["role"]]
+    paths = set(re.findall(r'path\s+"([^"]+)"', policy))
+    assert paths == {f["path"] for f in staging["vault"]["files"]}
+    assert {p.replace("/data/", "/", 1) for p in paths} == set(state["kv"])
+    role = state["roles"][f"auth/kubernetes/role/{staging['vault']['role']}"]
+    assert role["bound_service_account_namespaces"] == "msp-staging"
+    again = fake_vault.run(env)
+    assert again.returncode == 0 and "written" not in again.stderr, again.stderr

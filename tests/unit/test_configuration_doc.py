@@ -18,7 +18,7 @@ ALL_VARIABLES: tuple[Variable, ...] = (*VARIABLES, *TEMPORAL_VARIABLES)
 
 # Group heading (a word in it) -> names that must be documented under it.
 GROUPS: dict[str, set[str]] = {
-    "Temporal": {"TEMPORAL_TASK_QUEUE"} | {v.name for v in TEMPORAL_VARIABLES},
+    "Temporal": {"TEMPORAL_TASK_QUEUE", "TEMPORAL_WORKER_DEPLOYMENT_NAME"} | {v.name for v in TEMPORAL_VARIABLES},
     "Database": {v.name for v in VARIABLES if v.name.startswith("DB_")} | {"DATABASE_URL"},
     "Passwords": {"ALGA_AUTH_KEY", "PASSWORD_PEPPER_VARIABLE", "SALT_BYTES", "ITERATIONS", "KEY_LENGTH",
                   "ALGORITHM"},

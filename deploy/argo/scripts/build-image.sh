@@ -18,6 +18,8 @@
 #   REGISTRY_AUTH_FILE   mounted .dockerconfigjson of harbor-credentials
 #   REPO_URL             recorded as an OCI label
 # Outputs: $OUTPUT_DIR/digest (sha256:...) and $OUTPUT_DIR/image (<image>@<digest>).
+# The digest is read from buildx's --metadata-file ("containerimage.digest"); a build
+# that leaves no such digest fails the step, even if buildx itself exited 0.
 set -eu
 
 # shellcheck source-path=SCRIPTDIR
@@ -57,7 +59,8 @@ else
     log "no buildx cache yet at $CACHE_DIR/current: cold build"
 fi
 rm -rf "$CACHE_DIR/next"
-metadata=$(mktemp)
+metadata=$(mktemp "${TMPDIR:-/tmp}/buildx-metadata.XXXXXX")
+rm -f "$metadata"
 
 log "building $IMAGE:$TAG for $PLATFORM"
 # cache_from is empty or exactly one argument.
@@ -75,16 +78,21 @@ docker buildx build \
     --metadata-file "$metadata" \
     --tag "$IMAGE:$TAG" \
     --push \
-    "$SRC_DIR"
+    "$SRC_DIR" \
+    || die "docker buildx build of $IMAGE:$TAG failed"
 
-rm -rf "$CACHE_DIR/current"
-mv "$CACHE_DIR/next" "$CACHE_DIR/current"
+[ -s "$metadata" ] || die "buildx wrote no metadata file: the pushed digest is unknown"
+# No jq in docker:cli; the key is unique ("containerimage.config.digest" and the
+# descriptor's "digest" do not match this pattern).
+digest=$(sed -n 's/.*"containerimage\.digest": *"\(sha256:[0-9a-f]*\)".*/\1/p' "$metadata")
+is_digest "$digest" || die "could not read the pushed image digest from buildx metadata: $(cat "$metadata")"
 
-digest=$(sed -n 's/.*"containerimage\.digest": *"\(sha256:[0-9a-f]*\)".*/\1/p' "$metadata" | head -n 1)
-case "$digest" in
-    sha256:*) ;;
-    *) die "could not read the pushed image digest from buildx metadata" ;;
-esac
+if [ -d "$CACHE_DIR/next" ]; then
+    rm -rf "$CACHE_DIR/current"
+    mv "$CACHE_DIR/next" "$CACHE_DIR/current"
+else
+    log "warning: buildx exported no cache to $CACHE_DIR/next; keeping the previous cache"
+fi
 
 write_output digest "$digest"
 write_output image "$IMAGE@$digest"

@@ -26,17 +26,27 @@ case "$MODE" in
         decision=$MODE
         ;;
     auto)
-        require_cmd kubectl git
+        require_cmd kubectl git jq
         require_env NAMESPACE DEPLOYMENT
-        image=$(kubectl get deployment "$DEPLOYMENT" --namespace "$NAMESPACE" \
-            --ignore-not-found -o 'jsonpath={.spec.template.spec.containers[0].image}')
+        # --ignore-not-found: an absent Deployment is an empty answer with exit 0.
+        # Any failure (API unreachable, forbidden) stops the step: it must not
+        # read as "no Deployment".
+        deploy_json=$(kubectl get deployment "$DEPLOYMENT" --namespace "$NAMESPACE" \
+            --ignore-not-found -o json) \
+            || die "cannot read deployment/$DEPLOYMENT in $NAMESPACE"
+        image=""
+        if [ -n "$deploy_json" ]; then
+            image=$(printf '%s' "$deploy_json" | jq -r '.spec.template.spec.containers[0].image // ""') \
+                || die "unexpected kubectl output for deployment/$DEPLOYMENT"
+        fi
         image=${image%%@*}
         deployed=""
         case "${image##*/}" in
             *:*) deployed=${image##*:} ;;
         esac
         log "deployed image: '${image:-<none>}', deployed commit: '${deployed:-<none>}'"
-        decision=$(sh "$(dirname "$0")/detect-worker-changes.sh" "$SRC_DIR" "$deployed" "$COMMIT_SHA")
+        decision=$(sh "$(dirname "$0")/detect-worker-changes.sh" "$SRC_DIR" "$deployed" "$COMMIT_SHA") \
+            || die "change detection failed"
         ;;
     *)
         die "build-temporal-worker must be auto, true or false (got '$MODE')"

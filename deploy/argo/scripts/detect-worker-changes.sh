@@ -49,7 +49,8 @@ fi
 
 # The path list is split into separate pathspecs on purpose.
 # shellcheck disable=SC2086
-changed=$(git -C "$repo" diff --name-only "$deployed" "$new" -- $WORKER_PATHS)
+changed=$(git -C "$repo" diff --name-only "$deployed" "$new" -- $WORKER_PATHS) \
+    || die "git diff $deployed $new failed: cannot tell what changed"
 
 if [ -n "$changed" ]; then
     log "worker files changed between $deployed and $new:"

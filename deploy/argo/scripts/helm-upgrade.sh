@@ -1,17 +1,20 @@
 #!/bin/sh
 # Deploy step: install or upgrade the temporal-worker chart with the new image tag.
 #
-# The chart comes from the worker repository at the same commit as the image, so
-# chart and code always match. Environment-specific values come from the config
-# repository; the image is set on top with --set-string, which keeps the config
-# repository free of per-build churn.
+# The chart and the environment's values come from the worker repository at the
+# same commit as the image, so chart, values and code always match:
+# deploy/helm/values-<ENVIRONMENT>.yaml, next to the chart. (The main Alga chart's
+# values in the config repository are not this chart's values: its strict schema
+# rejects them.) An optional overlay from the config repository goes on top, and the
+# image is set last with --set-string, which keeps both free of per-build churn.
 #
 # Environment:
-#   RELEASE, NAMESPACE      helm release and namespace (alga-psa-temporal-worker, msp)
+#   RELEASE, NAMESPACE      helm release and namespace (temporal-worker-py, msp)
 #   CHART_DIR               chart path (/src/deploy/helm/temporal-worker)
-#   CONFIG_DIR              checkout of the config repository
-#   VALUES_FILE             path inside CONFIG_DIR; empty: alga-psa/<ENVIRONMENT>.values.yaml
-#   ENVIRONMENT             hosted, staging, ...
+#   ENVIRONMENT             hosted, staging, ...: selects values-<ENVIRONMENT>.yaml
+#   ENV_VALUES_DIR          where values-<ENVIRONMENT>.yaml lives (default: CHART_DIR/..)
+#   CONFIG_DIR              checkout of the config repository (/config)
+#   VALUES_FILE             optional overlay, a path inside CONFIG_DIR; empty: none
 #   IMAGE_REPOSITORY        <registry>/temporal-worker
 #   IMAGE_TAG               the commit sha
 #   IMAGE_DIGEST            optional sha256:... of that tag (the chart then pulls tag@digest)
@@ -25,34 +28,46 @@ require_env RELEASE NAMESPACE CHART_DIR IMAGE_REPOSITORY IMAGE_TAG
 require_cmd helm
 CONFIG_DIR=${CONFIG_DIR:-/config}
 ENVIRONMENT=${ENVIRONMENT:-hosted}
-VALUES_FILE=${VALUES_FILE:-"alga-psa/$ENVIRONMENT.values.yaml"}
+ENV_VALUES_DIR=${ENV_VALUES_DIR:-"$CHART_DIR/.."}
+VALUES_FILE=${VALUES_FILE:-}
 HELM_TIMEOUT=${HELM_TIMEOUT:-10m}
 IMAGE_DIGEST=${IMAGE_DIGEST:-}
 
 [ -f "$CHART_DIR/Chart.yaml" ] || die "no chart at $CHART_DIR"
-values_path="$CONFIG_DIR/$VALUES_FILE"
-[ -f "$values_path" ] || die "values file not found in the config repository: $VALUES_FILE"
-
-set -- --set-string "image.repository=$IMAGE_REPOSITORY" --set-string "image.tag=$IMAGE_TAG"
-case "$IMAGE_DIGEST" in
-    '') ;;
-    sha256:*) set -- "$@" --set-string "image.digest=$IMAGE_DIGEST" ;;
-    *) die "image digest must start with sha256: (got '$IMAGE_DIGEST')" ;;
+case "$ENVIRONMENT" in
+    *[!a-z0-9-]*) die "environment must be a plain name such as hosted or staging (got '$ENVIRONMENT')" ;;
 esac
+env_values="$ENV_VALUES_DIR/values-$ENVIRONMENT.yaml"
+[ -f "$env_values" ] || die "no values for environment '$ENVIRONMENT': $env_values does not exist"
+set -- --values "$env_values"
+values_desc="values-$ENVIRONMENT.yaml"
+if [ -n "$VALUES_FILE" ]; then
+    [ -f "$CONFIG_DIR/$VALUES_FILE" ] || die "values file not found in the config repository: $VALUES_FILE"
+    set -- "$@" --values "$CONFIG_DIR/$VALUES_FILE"
+    values_desc="$values_desc + config:$VALUES_FILE"
+fi
+
+set -- "$@" --set-string "image.repository=$IMAGE_REPOSITORY" --set-string "image.tag=$IMAGE_TAG"
+if [ -n "$IMAGE_DIGEST" ]; then
+    is_digest "$IMAGE_DIGEST" || die "image digest must be sha256:<64 hex digits> (got '$IMAGE_DIGEST')"
+    set -- "$@" --set-string "image.digest=$IMAGE_DIGEST"
+fi
 
 if [ -f "$CHART_DIR/Chart.lock" ]; then
     retry 3 5 helm dependency build "$CHART_DIR"
 fi
 
-log "helm upgrade --install $RELEASE ($NAMESPACE) image $IMAGE_REPOSITORY:$IMAGE_TAG${IMAGE_DIGEST:+@$IMAGE_DIGEST}, values $VALUES_FILE"
+log "helm upgrade --install $RELEASE ($NAMESPACE) image $IMAGE_REPOSITORY:$IMAGE_TAG${IMAGE_DIGEST:+@$IMAGE_DIGEST}, values $values_desc"
 helm upgrade "$RELEASE" "$CHART_DIR" \
     --install \
     --namespace "$NAMESPACE" \
-    --values "$values_path" \
     "$@" \
     --wait \
     --timeout "$HELM_TIMEOUT" \
     --history-max 20 \
-    --description "argo: image $IMAGE_TAG, env $ENVIRONMENT"
+    --description "argo: image $IMAGE_TAG, env $ENVIRONMENT" \
+    || die "helm upgrade of $RELEASE to $IMAGE_TAG failed"
 
-helm history "$RELEASE" --namespace "$NAMESPACE" --max 3 >&2
+# Informational only: a failure here must not turn a good upgrade into a rollback.
+helm history "$RELEASE" --namespace "$NAMESPACE" --max 3 >&2 \
+    || log "warning: helm history $RELEASE failed after a successful upgrade"

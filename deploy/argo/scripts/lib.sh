@@ -28,9 +28,10 @@ require_env() {
 
 # retry <attempts> <initial-delay-seconds> <command...>: exponential backoff for
 # operations that fail transiently (registry pushes, API calls, daemon start-up).
+# RETRY_DELAY, when set, replaces every initial delay (the script tests set 0).
 retry() {
     _attempts=$1
-    _delay=$2
+    _delay=${RETRY_DELAY:-$2}
     shift 2
     _n=1
     until "$@"; do
@@ -57,5 +58,34 @@ is_true() {
     case "$1" in
         true | TRUE | True | yes | 1) return 0 ;;
         *) return 1 ;;
+    esac
+}
+
+# duration_seconds <duration>: a Go/kubectl-style duration (300, 90s, 5m, 1h30m,
+# 10m0s) in whole seconds on stdout; returns 1 for anything else.
+duration_seconds() {
+    printf '%s\n' "$1" | grep -Eqx '[0-9]+|([0-9]+h)?([0-9]+m)?([0-9]+s)?' || return 1
+    [ -n "$1" ] || return 1
+    _expr=$(printf '%s' "$1" | sed -e 's/h/*3600+/' -e 's/m/*60+/' -e 's/s//' -e 's/+$//')
+    # The expression text itself is the arithmetic (dash does not evaluate a
+    # variable's value as an expression).
+    # shellcheck disable=SC2004
+    echo $(($_expr))
+}
+
+# stderr_file: a fresh temporary file for a tool's stderr, so that the script can
+# tell "not found" answers from real failures without mixing stderr into stdout.
+stderr_file() {
+    mktemp "${TMPDIR:-/tmp}/${0##*/}.stderr.XXXXXX"
+}
+
+# is_digest <value>: true for an image digest, sha256:<64 lowercase hex digits>.
+is_digest() {
+    case "$1" in
+        sha256:????????????????????????????????????????????????????????????????) ;;
+        *) return 1 ;;
+    esac
+    case "${1#sha256:}" in
+        *[!0-9a-f]*) return 1 ;;
     esac
 }

@@ -13,6 +13,7 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 
 require_env IMAGE TAG DIGEST REGISTRY_AUTH_FILE
+is_digest "$DIGEST" || die "DIGEST must be the scanned image's sha256:<64 hex digits> (got '$DIGEST')"
 SET_LATEST=${SET_LATEST:-false}
 PUSH_GHCR=${PUSH_GHCR:-false}
 export DOCKER_CONFIG="${DOCKER_CONFIG:-/tmp/docker-config}"
@@ -27,16 +28,20 @@ source_ref="$IMAGE@$DIGEST"
 
 if is_true "$SET_LATEST"; then
     log "tagging $source_ref as $IMAGE:latest"
-    retry 3 5 docker buildx imagetools create --tag "$IMAGE:latest" "$source_ref"
+    retry 3 5 docker buildx imagetools create --tag "$IMAGE:latest" "$source_ref" \
+        || die "could not tag $source_ref as $IMAGE:latest"
 fi
 
 if is_true "$PUSH_GHCR"; then
     require_env GHCR_IMAGE GHCR_USERNAME GHCR_TOKEN
-    printf '%s' "$GHCR_TOKEN" | docker login ghcr.io --username "$GHCR_USERNAME" --password-stdin
+    printf '%s' "$GHCR_TOKEN" | docker login ghcr.io --username "$GHCR_USERNAME" --password-stdin \
+        || die "docker login to ghcr.io failed"
     log "copying $source_ref to $GHCR_IMAGE:$TAG"
-    retry 3 5 docker buildx imagetools create --tag "$GHCR_IMAGE:$TAG" "$source_ref"
+    retry 3 5 docker buildx imagetools create --tag "$GHCR_IMAGE:$TAG" "$source_ref" \
+        || die "could not copy $source_ref to $GHCR_IMAGE:$TAG"
     if is_true "$SET_LATEST"; then
-        retry 3 5 docker buildx imagetools create --tag "$GHCR_IMAGE:latest" "$source_ref"
+        retry 3 5 docker buildx imagetools create --tag "$GHCR_IMAGE:latest" "$source_ref" \
+            || die "could not copy $source_ref to $GHCR_IMAGE:latest"
     fi
 fi
 

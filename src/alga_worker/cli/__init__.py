@@ -3,7 +3,8 @@
 Exit codes are part of the interface (scripts and Kubernetes read them):
 0 ok · 1 worker died / workflow failed · 2 configuration invalid · 3 database unreachable ·
 4 Temporal unreachable · 5 the web app's DB role cannot read the worker's tables · 6 not found ·
-7 the database does not satisfy the schema contract (``db/schema_contract.py``).
+7 the database does not satisfy the schema contract (``db/schema_contract.py``) · 8 worker versioning
+is off (``deployment`` commands, ``cli/deployment.py``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from alga_worker.cli.common import minutes as _minutes
 from alga_worker.cli.common import settings as _settings
 from alga_worker.cli.common import start_and_wait as _start_and_wait
 from alga_worker.cli.common import validation_problems as _validation_problems
+from alga_worker.cli.deployment import deployment_app, pinned_override
 from alga_worker.cli.emails import email_app
 from alga_worker.cli.users import user_app
 from alga_worker.config import (
@@ -83,6 +85,7 @@ checkout_app = typer.Typer(help="Find a checkout's tenant creation; re-send its 
 app.add_typer(checkout_app, name="checkout")
 app.add_typer(user_app, name="user")
 app.add_typer(email_app, name="email")
+app.add_typer(deployment_app, name="deployment")
 
 def _setup_logging(settings: Settings) -> None:
     from alga_worker.runtime.logging import configure_logging
@@ -558,9 +561,19 @@ async def _set_license_count(request: UpdateLicenseCountRequest) -> int:
 def health_check(
     expect_build_id: Annotated[str | None, typer.Option(help="Fail unless this build answered.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for a worker.")] = 30.0,
+    routed: Annotated[bool, typer.Option(
+        help="With Worker Versioning: start the run as callers do (it goes to the current version) "
+             "instead of pinning it to --expect-build-id. Proves new starts reach that build.")] = False,
 ) -> None:
-    """Run healthCheckWorkflow through Temporal: proves a worker polls the queue and reaches its DB."""
+    """Run healthCheckWorkflow through Temporal: proves a worker polls the queue and reaches its DB.
+
+    With Worker Versioning on (TEMPORAL_WORKER_DEPLOYMENT_NAME) and --expect-build-id, the run is
+    pinned to that version, so it proves the new build answers before it is made current (the
+    pipeline's verification); with --routed it runs where a new start goes, the current version
+    (the check after promotion).
+    """
     cs = _client_settings()
+    override = pinned_override(cs, expect_build_id) if expect_build_id and not routed else None
 
     async def main() -> int:
         from datetime import timedelta
@@ -570,7 +583,7 @@ def health_check(
             result: HealthCheckResult = await client.execute_workflow(
                 WORKFLOW_TYPE_HEALTH_CHECK, id=f"health-check-{int(time.time() * 1000)}-{uuid4().hex[:6]}",
                 task_queue=cs.task_queue, execution_timeout=timedelta(seconds=timeout),
-                result_type=HealthCheckResult,
+                result_type=HealthCheckResult, versioning_override=override,
             )
         except Exception as err:
             err_console.print(f"[red]✗[/] health check failed: {type(err).__name__}: {err}")

@@ -39,7 +39,7 @@ from temporalio.runtime import (
     TelemetryConfig,
     TelemetryFilter,
 )
-from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from alga_worker.activities.checkout import CheckoutActivities
@@ -65,7 +65,7 @@ from alga_worker.runtime.health import (
     describe_db_error,
 )
 from alga_worker.security import CredentialSealer, PasswordHasher
-from alga_worker.workflows import WORKFLOWS
+from alga_worker.workflows import VERSIONING_BEHAVIOR, WORKFLOWS
 from alga_worker.workflows.strict_start import StrictStartInterceptor
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,17 @@ SANDBOX = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_
 ))
 
 
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """Worker Versioning: join TEMPORAL_WORKER_DEPLOYMENT_NAME as version BUILD_ID, every workflow
+    PINNED by default (workflows/__init__.py says why). None: versioning off, the worker polls
+    unversioned as before."""
+    version = settings.worker_deployment_version
+    if version is None:
+        return None
+    return WorkerDeploymentConfig(version=version, use_worker_versioning=True,
+                                  default_versioning_behavior=VERSIONING_BEHAVIOR)
+
+
 def build_worker(client: Client, settings: Settings, activities: Sequence[Callable[..., Any]]) -> Worker:
     return Worker(
         client,
@@ -205,6 +216,7 @@ def build_worker(client: Client, settings: Settings, activities: Sequence[Callab
         # Heartbeats reach the server at the pace activities beat (not 0.8 x the heartbeat timeout), so
         # a cancel (e.g. of a welcome email waiting to be sent) reaches the activity within seconds.
         max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_INTERVAL_SECONDS),
+        deployment_config=deployment_config(settings),
     )
 
 
@@ -426,7 +438,8 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None,
         log.info("worker started", extra={"task_queue": settings.task_queue,
                                           "temporal": settings.temporal_address,
                                           "namespace": settings.temporal_namespace,
-                                          "build_id": settings.build_id})
+                                          "build_id": settings.build_id,
+                                          "worker_deployment": settings.worker_deployment_name})
         stop_wait = asyncio.create_task(stop.wait())
         await asyncio.wait({run_task, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         if run_task.done():

@@ -178,3 +178,55 @@ replaceAll make a missing key fail the agent (the pod does not start) instead of
 {{- end }}
 {{ "{{- end }}" }}
 {{- end }}
+
+{{/*
+Autoscaling mode: keda (ScaledObject on the task-queue backlog), hpa (CPU) or none (replicaCount).
+*/}}
+{{- define "temporal-worker.autoscalingMode" -}}
+{{- $mode := .Values.autoscaling.mode | default "none" | toString -}}
+{{- if not (has $mode (list "keda" "hpa" "none")) -}}
+{{- fail (printf "autoscaling.mode must be keda, hpa or none, not %q" $mode) -}}
+{{- end -}}
+{{- if and (ne $mode "none") (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
+{{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" -}}
+{{- end -}}
+{{- $mode -}}
+{{- end }}
+
+{{/*
+Database connection budget. Peak pods: maxReplicas (keda: the ScaledObject's maxReplicaCount; hpa: the
+HPA's maxReplicas) or replicaCount (none), plus the rolling update's maxSurge (a number, or a percentage
+of the pods rounded up, as Kubernetes does). Each pod holds up to DB_POOL_MAX pool connections plus one
+for the readiness probe's schema check. Fails when the peak exceeds database.connectionBudget; renders
+the peak otherwise.
+*/}}
+{{- define "temporal-worker.connectionBudget" -}}
+{{- $mode := include "temporal-worker.autoscalingMode" . -}}
+{{- $pods := 0 -}}
+{{- $source := "" -}}
+{{- if eq $mode "none" -}}
+{{- $pods = int .Values.replicaCount -}}
+{{- $source = printf "replicaCount %d" $pods -}}
+{{- else -}}
+{{- $pods = int .Values.autoscaling.maxReplicas -}}
+{{- $source = printf "autoscaling.maxReplicas %d (%s)" $pods (ternary "the ScaledObject's maxReplicaCount" "the HPA's maxReplicas" (eq $mode "keda")) -}}
+{{- end -}}
+{{- $surge := 0 -}}
+{{- if eq (toString (.Values.strategy.type | default "RollingUpdate")) "RollingUpdate" -}}
+{{- $raw := toString (dig "rollingUpdate" "maxSurge" "25%" (.Values.strategy | default dict)) -}}
+{{- if hasSuffix "%" $raw -}}
+{{- $percent := int (trimSuffix "%" $raw) -}}
+{{- $surge = div (add (mul $pods $percent) 99) 100 | int -}}
+{{- else -}}
+{{- $surge = int $raw -}}
+{{- end -}}
+{{- end -}}
+{{- $poolMax := int (toString (.Values.config.DB_POOL_MAX | default "10")) -}}
+{{- $perPod := add $poolMax 1 | int -}}
+{{- $peak := mul (add $pods $surge) $perPod | int -}}
+{{- $budget := int .Values.database.connectionBudget -}}
+{{- if gt $peak $budget -}}
+{{- fail (printf "database connections: up to %d pods (%s + %d rollout surge) x (DB_POOL_MAX %d + 1 probe connection) = %d exceeds database.connectionBudget %d. Lower the replicas or config.DB_POOL_MAX, or raise the budget if the database (or PgBouncer pool) allows it (docs/deployment.md)" (add $pods $surge) $source $surge $poolMax $peak $budget) -}}
+{{- end -}}
+{{- $peak -}}
+{{- end }}
