@@ -807,17 +807,18 @@ def test_staging_gate_runs_before_helm_for_every_environment_but_staging() -> No
 
 def test_only_a_verified_staging_deploy_is_recorded() -> None:
     order = _order("temporal-worker-deploy")
-    assert order.index("verify") < order.index("record-staging") < order.index("rollback")
+    assert order.index("verify") < order.index("promote") < order.index("record-staging") < order.index("rollback")
     record = _steps("temporal-worker-deploy")["record-staging"]
     assert "continueOn" not in record
 
-    def recorded(environment: str, digest: str, verify: str) -> bool:
+    def recorded(environment: str, digest: str, verify: str, promote: str = "Succeeded") -> bool:
         return _evaluate_when(
             record["when"],
             {
                 "inputs.parameters.environment": environment,
                 "inputs.parameters.image-digest": digest,
                 "steps.verify.status": verify,
+                "steps.promote.status": promote,
             },
         )
 
@@ -825,6 +826,7 @@ def test_only_a_verified_staging_deploy_is_recorded() -> None:
     assert recorded("staging", digest, "Succeeded")
     assert not recorded("staging", digest, "Failed")
     assert not recorded("staging", digest, "Skipped")  # upgrade failed
+    assert not recorded("staging", digest, "Succeeded", promote="Failed")  # never current: not verified
     assert not recorded("staging", "", "Succeeded")
     assert not recorded("hosted", digest, "Succeeded")
     template = _by_name(TEMPLATES["temporal-worker-deploy"])["record-staging"]
@@ -863,3 +865,34 @@ def test_composite_builds_for_staging_and_promotes_to_hosted() -> None:
     assert "DIGEST" not in _env(lookup["container"])  # lookup mode by image tag
     for task in ("deploy-temporal-worker", "promote-temporal-worker"):
         assert "alga-psa" in re.findall(r"[A-Za-z0-9-]+", tasks[task]["depends"])  # migrations first
+
+
+def test_the_version_is_promoted_only_after_verification_and_back_after_a_rollback() -> None:
+    """Worker Versioning: a build becomes current only once verified; a failed promotion rolls back,
+    and the rolled-back build is made current again (deploy and the manual rollback template)."""
+    order = _order("temporal-worker-deploy")
+    assert order.index("verify") < order.index("promote") < order.index("rollback")
+    assert order.index("verify-rollback") < order.index("promote-rollback") < order.index("fail")
+    steps = _steps("temporal-worker-deploy")
+    statuses = ("Succeeded", "Failed", "Skipped")
+    for verify in statuses:
+        assert _evaluate_when(steps["promote"]["when"], {"steps.verify.status": verify}) == (verify == "Succeeded")
+    build_ids = {p["name"]: p["value"] for p in steps["promote"]["arguments"]["parameters"]}
+    assert build_ids["build-id"] == "{{inputs.parameters.image-tag}}"
+    back = {p["name"]: p["value"] for p in steps["promote-rollback"]["arguments"]["parameters"]}
+    assert back["build-id"] == ""  # the tag the Deployment runs after the rollback
+
+    def rolls_back(promote: str) -> bool:
+        return _evaluate_when(steps["rollback"]["when"], {
+            "steps.upgrade.status": "Succeeded", "steps.verify.status": "Succeeded",
+            "steps.promote.status": promote, "inputs.parameters.rollback-on-failure": "true",
+            "steps.current-revision.outputs.parameters.revision": "4"})
+
+    assert rolls_back("Failed") and not rolls_back("Succeeded")
+    template = _by_name(TEMPLATES["temporal-worker-deploy"])["promote"]
+    assert template["container"]["command"][-1].endswith("/promote-worker-version.sh")
+    assert (REPO_ROOT / "deploy" / "argo" / "scripts" / "promote-worker-version.sh").exists()
+    rollback_order = _order("temporal-worker-rollback")
+    assert rollback_order.index("verify") < rollback_order.index("promote")
+    ref = _steps("temporal-worker-rollback")["promote"]["templateRef"]
+    assert ref == {"name": "temporal-worker-deploy", "template": "promote"}

@@ -172,7 +172,12 @@ class DatabaseProbe:
         async with self._lock:
             try:
                 async with asyncio.timeout(self._schema_timeout):
-                    return list(await schema_contract.verify_schema(await self._connection()))
+                    conn = await self._connection()
+                    # Transaction-local: behind PgBouncer in transaction mode a session-level SET
+                    # would stay on a server connection that other clients get next.
+                    async with conn.transaction():
+                        await conn.execute(f"SET LOCAL statement_timeout = '{int(self._schema_timeout * 1000)}ms'")
+                        return list(await schema_contract.verify_schema(conn))
             except BaseException:
                 await self._discard()
                 raise
@@ -186,11 +191,6 @@ class DatabaseProbe:
             conn = await AsyncConnection.connect(
                 self._conninfo, autocommit=True, row_factory=dict_row,
                 connect_timeout=max(2, int(self._timeout)), application_name=PROBE_APPLICATION_NAME)
-            try:
-                await conn.execute(f"SET statement_timeout = '{int(self._schema_timeout * 1000)}ms'")
-            except BaseException:
-                await conn.close()
-                raise
             self._conn = conn
         return self._conn
 
