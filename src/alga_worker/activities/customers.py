@@ -107,7 +107,7 @@ class CustomerActivities:
         """What tracking records about an existing tenant, read from the database rather than typed by
         an operator: its name, its default client's name and its first active MSP admin."""
         self._management_tenant(req.tenant_id)
-        async with heartbeating(), self._pool.connection() as conn:
+        async with heartbeating(), self._pool.connection() as conn, conn.transaction():
             facts = await sql.load_facts(conn, req.tenant_id)
         if facts is None:
             raise errors.validation_error(f"tenant {req.tenant_id} does not exist", {"tenantId": str(req.tenant_id)})

@@ -15,7 +15,7 @@ class HealthActivities:
 
     @activity.defn(name="health_probe")
     async def health_probe(self) -> HealthCheckResult:
-        async with self._pool.connection() as conn:
+        async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute("SELECT now() AS now")
             row = await cur.fetchone()
         assert row is not None

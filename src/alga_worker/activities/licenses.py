@@ -57,7 +57,7 @@ class LicenseActivities:
     @activity.defn(name="license_usage")
     async def license_usage(self, req: LicenseUsageInput) -> LicenseUsage:
         """The tenant's limit, its active internal users and what is left (None: no limit). Read only."""
-        async with heartbeating(), self._pool.connection() as conn:
+        async with heartbeating(), self._pool.connection() as conn, conn.transaction():
             usage = await sql.license_usage(conn, req.tenant_id)
         if usage is None:
             raise errors.tenant_not_found_error(f"tenant {req.tenant_id} does not exist",

@@ -137,7 +137,7 @@ class UserActivities:
     @activity.defn(name="find_user")
     async def find_user(self, req: UserLookup) -> UserFacts:
         """A user of the tenant, or (no ``user_id``) its first active MSP admin. Read only."""
-        async with heartbeating(), self._pool.connection() as conn:
+        async with heartbeating(), self._pool.connection() as conn, conn.transaction():
             name = await sql.tenant_name(conn, req.tenant_id)
             if name is None:
                 raise _tenant_not_found(req.tenant_id)
