@@ -90,6 +90,38 @@ def value_sets() -> list[ValueSet]:
     return sets
 
 
+# Hosted values with two earlier builds draining (versioning.draining) and room in the budget for them:
+# checkov and the draining tests check the extra Deployments too.
+DRAINING_IDS = ("1111111111111111111111111111111111111111", "3333333333333333333333333333333333333333")
+
+
+def draining_value_set() -> ValueSet:
+    """The hosted configuration while two earlier builds drain."""
+    hosted = next(v for v in value_sets() if v.name == "hosted")
+    extra = {
+        "image": {"tag": "2222222222222222222222222222222222222222"},
+        "versioning": {"draining": list(DRAINING_IDS)},
+    }
+    return ValueSet("hosted-draining", deep_merge(hosted.values, extra), hosted.namespace, hosted.release, hosted.vault)
+
+
+def selects(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions In/NotIn/Exists) selects labels."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
 @functools.cache
 def chart() -> helm_python.Chart:
     """The chart, loaded once per session (render calls are cheap, loading is not free)."""
@@ -287,7 +319,7 @@ def checkov_report() -> tuple[dict[str, Any], ...]:
     """
     with tempfile.TemporaryDirectory(prefix="checkov-") as tmp:
         root = Path(tmp)
-        for value_set in value_sets():
+        for value_set in [*value_sets(), draining_value_set()]:
             docs = render(value_set.values, value_set.namespace, value_set.release)
             text = "\n---\n".join(t for p, t in sorted(docs.items()) if not p.endswith("NOTES.txt"))
             (root / f"{value_set.name}.yaml").write_text(text, encoding="utf-8")

@@ -896,3 +896,16 @@ def test_the_version_is_promoted_only_after_verification_and_back_after_a_rollba
     assert rollback_order.index("verify") < rollback_order.index("promote")
     ref = _steps("temporal-worker-rollback")["promote"]["templateRef"]
     assert ref == {"name": "temporal-worker-deploy", "template": "promote"}
+
+
+def test_drained_builds_are_pruned_after_promote_and_a_failed_prune_never_rolls_back() -> None:
+    order = _order("temporal-worker-deploy")
+    assert order.index("promote") < order.index("prune-drained") < order.index("rollback")
+    steps = _steps("temporal-worker-deploy")
+    prune = steps["prune-drained"]
+    assert prune["continueOn"] == {"failed": True, "error": True}
+    assert _evaluate_when(prune["when"], {"steps.promote.status": "Succeeded"})
+    assert not _evaluate_when(prune["when"], {"steps.promote.status": "Failed"})
+    assert "prune-drained" not in steps["rollback"]["when"]
+    template = _by_name(TEMPLATES["temporal-worker-deploy"])["prune-drained"]
+    assert template["container"]["command"][-1].endswith("/prune-drained-versions.sh")

@@ -254,7 +254,7 @@ def test_scaled_object_scales_on_the_task_queue_backlog() -> None:
     deployment = only(objects, "Deployment")
     assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
                                       "name": deployment["metadata"]["name"]}
-    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (3, 20)
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (3, 18)
     [trigger] = spec["triggers"]
     configmap = only(objects, "ConfigMap")["data"]
     assert trigger["type"] == "temporal"

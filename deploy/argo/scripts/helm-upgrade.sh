@@ -19,13 +19,20 @@
 #   IMAGE_TAG               the commit sha
 #   IMAGE_DIGEST            optional sha256:... of that tag (the chart then pulls tag@digest)
 #   HELM_TIMEOUT            how long --wait may take (10m)
+#
+# Worker Versioning: workflows stay pinned to the build that started them, so the
+# build being replaced keeps running in a draining Deployment (chart value
+# versioning.draining). When the release exists and has versioning on
+# (config.TEMPORAL_WORKER_DEPLOYMENT_NAME), the new list is the release's current
+# versioning.draining plus the tag it runs now, minus IMAGE_TAG (a re-deploy of the
+# same tag adds nothing). prune-drained-versions.sh removes builds once drained.
 set -eu
 
 # shellcheck source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
 
 require_env RELEASE NAMESPACE CHART_DIR IMAGE_REPOSITORY IMAGE_TAG
-require_cmd helm
+require_cmd helm jq
 CONFIG_DIR=${CONFIG_DIR:-/config}
 ENVIRONMENT=${ENVIRONMENT:-hosted}
 ENV_VALUES_DIR=${ENV_VALUES_DIR:-"$CHART_DIR/.."}
@@ -51,6 +58,33 @@ set -- "$@" --set-string "image.repository=$IMAGE_REPOSITORY" --set-string "imag
 if [ -n "$IMAGE_DIGEST" ]; then
     is_digest "$IMAGE_DIGEST" || die "image digest must be sha256:<64 hex digits> (got '$IMAGE_DIGEST')"
     set -- "$@" --set-string "image.digest=$IMAGE_DIGEST"
+fi
+
+# The release's values now (all, chart defaults included); a first install has none.
+err=$(stderr_file)
+if current_values=$(helm get values "$RELEASE" --namespace "$NAMESPACE" --all --output json 2>"$err"); then
+    rm -f "$err"
+    draining=$(printf '%s' "$current_values" | jq -c --arg new "$IMAGE_TAG" '
+        if ((.config.TEMPORAL_WORKER_DEPLOYMENT_NAME // "") | tostring) == "" then empty
+        else ((.versioning.draining // []) + [(.image.tag // "") | tostring])
+             | map(tostring | select(. != "" and . != $new))
+             | reduce .[] as $id ([]; if index([$id]) then . else . + [$id] end)
+        end') || die "unexpected output from helm get values $RELEASE"
+    if [ -n "$draining" ]; then
+        count=$(printf '%s' "$draining" | jq 'length')
+        [ "$count" -le 5 ] || die "$count builds would be draining ($draining), the chart allows 5: wait until prune-drained-versions.sh removes drained ones"
+        log "worker versioning on: $count earlier build(s) keep running for their pinned workflows: $draining"
+        set -- "$@" --set-json "versioning.draining=$draining"
+    else
+        log "worker versioning off in $RELEASE: no draining builds"
+    fi
+elif grep -q 'release: not found' "$err"; then
+    rm -f "$err"
+    log "$RELEASE is not installed yet: first install, nothing to drain"
+else
+    cat "$err" >&2
+    rm -f "$err"
+    die "cannot read the values of $RELEASE (helm get values)"
 fi
 
 if [ -f "$CHART_DIR/Chart.lock" ]; then

@@ -196,6 +196,23 @@ def _chart_version(chart_dir: Path) -> str:
     return f"{fields.get('name', 'chart')}-{fields.get('version', '0.0.0')}"
 
 
+def _computed_values(release: dict[str, Any]) -> dict[str, Any]:
+    """`helm get values --all`: the release's values (``release["computed"]``: what its values files give)
+    with the last revision's image tag and ``--set-json`` values on top."""
+    values: dict[str, Any] = json.loads(json.dumps(release.get("computed", {})))
+    last = release["history"][-1] if release.get("history") else {}
+    if last.get("app_version"):
+        values.setdefault("image", {})["tag"] = last["app_version"]
+    for assignment in last.get("set_json", []):
+        path, _, raw = assignment.partition("=")
+        *parents, leaf = path.split(".")
+        node = values
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = json.loads(raw)
+    return values
+
+
 def helm(argv: list[str], state: dict[str, Any]) -> Exit:
     h = state.setdefault("helm", {})
     a = Args(
@@ -213,6 +230,7 @@ def helm(argv: list[str], state: dict[str, Any]) -> Exit:
             "--set",
             "--description",
             "--history-max",
+            "--set-json",
         },
     )
     verb = a.pos[0] if a.pos else ""
@@ -222,6 +240,11 @@ def helm(argv: list[str], state: dict[str, Any]) -> Exit:
         return fail(f"Error: {h['error']}")
     ns = a.get("--namespace", "-n", default="default")
     releases: dict[str, Any] = h.setdefault("releases", {})
+    if a.pos[:2] == ["get", "values"] and a.has("--all") and a.get("--output", "-o") == "json":
+        found = releases.get(a.pos[2] if len(a.pos) > 2 else "")
+        if found is None or found.get("namespace", "default") != ns:
+            return fail("Error: release: not found")
+        return Exit(0, stdout=json.dumps(_computed_values(found)) + "\n")
     name = a.pos[1] if len(a.pos) > 1 else ""
     release = releases.get(name)
     if release is not None and release.get("namespace", "default") != ns:
@@ -293,17 +316,24 @@ def helm(argv: list[str], state: dict[str, Any]) -> Exit:
             if not Path(path).is_file():
                 return fail(f"Error: open {path}: no such file or directory")
         sets = a.all("--set-string")
+        set_json = a.all("--set-json")
         tag = next((s.split("=", 1)[1] for s in sets if s.startswith("image.tag=")), "")
         if release is None:
             if not a.has("--install"):
                 return fail(f'Error: UPGRADE FAILED: "{name}" has no deployed releases')
             release = releases[name] = {"namespace": ns, "history": []}
             history = release["history"]
+        if a.has("--reuse-values") and history:
+            # The last release's user-supplied values, with this call's on top.
+            last = history[-1]
+            values, sets, tag = last.get("values", []) + values, last.get("set", []) + sets, tag or last["app_version"]
+            set_json = last.get("set_json", []) + set_json
         entry = {
             "chart": _chart_version(chart),
             "app_version": tag,
             "values": values,
             "set": sets,
+            "set_json": set_json,
             "description": a.get("--description", default="Upgrade complete"),
         }
         if "upgrade" in failures:
@@ -541,6 +571,8 @@ def _alga_worker_deployment(argv: list[str], state: dict[str, Any]) -> Exit:
     if not name:
         return fail("✗ worker versioning is off: TEMPORAL_WORKER_DEPLOYMENT_NAME is unset\n"
                     "command terminated with exit code 8", 8)
+    if argv == ["status", "--json"]:
+        return _alga_worker_status(name, t)
     if argv[:1] != ["set-current"] or len(argv) < 2:
         return unsupported("kubectl", ["exec", "--", "alga-worker", "deployment", *argv])
     build_id = argv[1]
@@ -553,6 +585,24 @@ def _alga_worker_deployment(argv: list[str], state: dict[str, Any]) -> Exit:
         return Exit(0, stdout=f"{name}: {build_id} was already current\n")
     deployment["previous"], deployment["current"] = previous, build_id
     return Exit(0, stdout=f"{name}: current version {previous or '(unversioned workers)'} -> {build_id}\n")
+
+
+def _alga_worker_status(name: str, t: dict[str, Any]) -> Exit:
+    """`alga-worker deployment status --json`: DeploymentView's JSON; a version's drainage is
+    ``deployments[name]["drainage"][build_id]`` (draining / drained), else inactive."""
+    deployment = t.get("deployments", {}).get(name)
+    if deployment is None:
+        return fail(f"✗ deployment {name} not found: no versioned worker has polled yet\n"
+                    "command terminated with exit code 6", 6)
+    versions = []
+    for build_id in deployment.get("versions", []):
+        drainage = deployment.get("drainage", {}).get(build_id)
+        status = "current" if build_id == deployment.get("current") else drainage or "inactive"
+        versions.append({"build_id": build_id, "status": status, "drainage": drainage,
+                         "created": "2025-01-01T00:00:00.000000Z", "last_current": None})
+    view = {"deployment": name, "current": deployment.get("current"), "ramping": None,
+            "ramping_percentage": 0.0, "versions": versions}
+    return Exit(0, stdout=json.dumps(view, indent=2) + "\n")
 
 
 # --- python3 (run-tests.sh: venv, pip, pytest) --------------------------------------------------------

@@ -45,6 +45,241 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
+The pod template, shared by the main Deployment and the draining ones (versioning.draining).
+Argument: dict "root" (the chart context) "buildId" ("" for the main Deployment; for a draining
+Deployment the earlier build it runs: image tag and BUILD_ID). Placed under `template:`.
+*/}}
+{{- define "temporal-worker.podTemplate" -}}
+{{- $root := .root -}}
+{{- $buildId := .buildId | default "" | toString -}}
+{{- $fullname := include "temporal-worker.fullname" $root -}}
+{{- $healthPort := include "temporal-worker.healthPort" $root | int -}}
+{{- $metricsPort := include "temporal-worker.metricsPort" $root | int -}}
+{{- $secretsDir := toString ($root.Values.config.SECRETS_DIR | default "/vault/secrets") -}}
+{{- $selector := include "temporal-worker.selectorLabels" $root -}}
+{{- $podLabels := include "temporal-worker.labels" $root -}}
+{{- $image := include "temporal-worker.image" $root -}}
+{{- if $buildId -}}
+{{- $selector = include "temporal-worker.drainingSelectorLabels" (dict "root" $root "buildId" $buildId) -}}
+{{- $podLabels = include "temporal-worker.drainingLabels" (dict "root" $root "buildId" $buildId) -}}
+{{- $image = printf "%s:%s" $root.Values.image.repository $buildId -}}
+{{- end }}
+    metadata:
+      labels:
+        {{- $podLabels | nindent 8 }}
+        {{- with $root.Values.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      annotations:
+        # A changed setting rolls the pods (env from a ConfigMap is read only at container start).
+        checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+        {{- if $root.Values.devSecrets.create }}
+        checksum/dev-secrets: {{ include (print $root.Template.BasePath "/secrets.yaml") $root | sha256sum }}
+        {{- end }}
+        {{- if and $root.Values.metrics.podAnnotations (gt $metricsPort 0) }}
+        prometheus.io/scrape: "true"
+        prometheus.io/port: {{ $metricsPort | quote }}
+        prometheus.io/path: /metrics
+        {{- end }}
+        {{- if $root.Values.vault.enabled }}
+        vault.hashicorp.com/agent-inject: "true"
+        vault.hashicorp.com/role: {{ $root.Values.vault.role | quote }}
+        vault.hashicorp.com/agent-pre-populate-only: {{ $root.Values.vault.prePopulateOnly | quote }}
+        vault.hashicorp.com/agent-run-as-same-user: "true"
+        vault.hashicorp.com/secret-volume-path: {{ $secretsDir | quote }}
+        vault.hashicorp.com/agent-service-account-token-volume-name: vault-token
+        vault.hashicorp.com/agent-requests-cpu: {{ $root.Values.vault.agentResources.requests.cpu | quote }}
+        vault.hashicorp.com/agent-requests-mem: {{ $root.Values.vault.agentResources.requests.memory | quote }}
+        vault.hashicorp.com/agent-limits-cpu: {{ $root.Values.vault.agentResources.limits.cpu | quote }}
+        vault.hashicorp.com/agent-limits-mem: {{ $root.Values.vault.agentResources.limits.memory | quote }}
+        {{- $_ := include "temporal-worker.vaultVariables" $root }}
+        {{- range $file := $root.Values.vault.files }}
+        vault.hashicorp.com/agent-inject-secret-{{ $file.name }}: {{ $file.path | quote }}
+        vault.hashicorp.com/agent-inject-perms-{{ $file.name }}: "0400"
+        vault.hashicorp.com/agent-inject-template-{{ $file.name }}: |
+          {{- include "temporal-worker.vaultTemplate" $file | nindent 10 }}
+        {{- end }}
+        {{- end }}
+        {{- with $root.Values.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      serviceAccountName: {{ include "temporal-worker.serviceAccountName" $root }}
+      # The worker needs no Kubernetes API access; only the Vault agent gets a (projected) token.
+      automountServiceAccountToken: false
+      {{- with $root.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $root.Values.priorityClassName }}
+      priorityClassName: {{ . }}
+      {{- end }}
+      securityContext:
+        {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
+      terminationGracePeriodSeconds: {{ $root.Values.terminationGracePeriodSeconds }}
+      containers:
+        - name: worker
+          image: {{ $image | quote }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          # The image's ENTRYPOINT is `alga-worker`: the worker is PID 1, gets SIGTERM and drains.
+          args: ["run"]
+          ports:
+            - name: health
+              containerPort: {{ $healthPort }}
+              protocol: TCP
+            {{- if gt $metricsPort 0 }}
+            - name: metrics
+              containerPort: {{ $metricsPort }}
+              protocol: TCP
+            {{- end }}
+          envFrom:
+            - configMapRef:
+                name: {{ $fullname }}
+          {{- $secretEnv := include "temporal-worker.secretEnv" $root }}
+          {{- if or $secretEnv $buildId }}
+          env:
+            {{- if $buildId }}
+            # A draining Deployment runs an earlier build: its version is that build, not the
+            # ConfigMap's BUILD_ID (env wins over envFrom).
+            - name: BUILD_ID
+              value: {{ $buildId | quote }}
+            {{- end }}
+            {{- with $secretEnv }}
+            {{- . | trim | nindent 12 }}
+            {{- end }}
+          {{- end }}
+          startupProbe:
+            {{- toYaml $root.Values.probes.startup | nindent 12 }}
+          livenessProbe:
+            {{- toYaml $root.Values.probes.liveness | nindent 12 }}
+          readinessProbe:
+            {{- toYaml $root.Values.probes.readiness | nindent 12 }}
+          resources:
+            {{- toYaml $root.Values.resources | nindent 12 }}
+          securityContext:
+            {{- toYaml $root.Values.securityContext | nindent 12 }}
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+            {{- with $root.Values.extraVolumeMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+      volumes:
+        - name: tmp
+          emptyDir:
+            sizeLimit: {{ $root.Values.tmpVolume.sizeLimit }}
+        {{- if $root.Values.vault.enabled }}
+        - name: vault-token
+          projected:
+            sources:
+              - serviceAccountToken:
+                  path: token
+                  expirationSeconds: {{ $root.Values.vault.tokenExpirationSeconds }}
+                  {{- with $root.Values.vault.tokenAudience }}
+                  audience: {{ . | quote }}
+                  {{- end }}
+        {{- end }}
+        {{- with $root.Values.extraVolumes }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- if $root.Values.affinity }}
+      affinity:
+        {{- toYaml $root.Values.affinity | nindent 8 }}
+      {{- else if $root.Values.podAntiAffinity.type }}
+      affinity:
+        podAntiAffinity:
+          {{- if eq $root.Values.podAntiAffinity.type "required" }}
+          requiredDuringSchedulingIgnoredDuringExecution:
+            - topologyKey: {{ $root.Values.podAntiAffinity.topologyKey }}
+              labelSelector:
+                matchLabels:
+                  {{- $selector | nindent 18 }}
+          {{- else }}
+          preferredDuringSchedulingIgnoredDuringExecution:
+            - weight: {{ $root.Values.podAntiAffinity.weight }}
+              podAffinityTerm:
+                topologyKey: {{ $root.Values.podAntiAffinity.topologyKey }}
+                labelSelector:
+                  matchLabels:
+                    {{- $selector | nindent 20 }}
+          {{- end }}
+      {{- end }}
+      {{- with $root.Values.topologySpreadConstraints }}
+      topologySpreadConstraints:
+        {{- range . }}
+        - {{ toYaml . | nindent 10 | trim }}
+          labelSelector:
+            matchLabels:
+              {{- $selector | nindent 14 }}
+        {{- end }}
+      {{- end }}
+      {{- with $root.Values.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $root.Values.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end }}
+
+{{/*
+Draining Deployments (versioning.draining): one per earlier build, so workflows pinned to it can
+finish. Their pods carry app.kubernetes.io/name <name>-draining, so neither the main Deployment's
+selector (name + instance, immutable) nor the Service, PDB or autoscaler select them.
+*/}}
+{{- define "temporal-worker.drainingName" -}}
+{{- printf "%s-draining" (include "temporal-worker.name" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "temporal-worker.drainingDeploymentName" -}}
+{{- $id := .buildId | toString | lower | replace "_" "-" | replace "." "-" | trunc 12 | trimSuffix "-" -}}
+{{- printf "%s-drain-%s" (include "temporal-worker.fullname" .root | trunc 44 | trimSuffix "-") $id }}
+{{- end }}
+
+{{- define "temporal-worker.drainingSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "temporal-worker.drainingName" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+temporal-worker.nineminds.com/build-id: {{ .buildId | toString | quote }}
+{{- end }}
+
+{{- define "temporal-worker.drainingLabels" -}}
+helm.sh/chart: {{ include "temporal-worker.chart" .root }}
+{{ include "temporal-worker.drainingSelectorLabels" . }}
+app.kubernetes.io/version: {{ .buildId | toString | trunc 63 | quote }}
+app.kubernetes.io/component: draining-worker
+app.kubernetes.io/part-of: alga-psa
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end }}
+
+{{/*
+The draining build ids (versioning.draining), as a JSON list. Fails on an id that is the image being
+deployed, on two ids that would give one Deployment name, and when versioning is off.
+*/}}
+{{- define "temporal-worker.drainingIds" -}}
+{{- $ids := list -}}
+{{- $names := dict -}}
+{{- $current := .Values.image.tag | default .Chart.AppVersion | toString -}}
+{{- $versioning := .Values.versioning | default dict -}}
+{{- range $raw := ($versioning.draining | default list) -}}
+{{- $id := toString $raw -}}
+{{- if eq $id $current -}}
+{{- fail (printf "versioning.draining: %s is the image being deployed (image.tag); list only earlier builds" $id) -}}
+{{- end -}}
+{{- $name := include "temporal-worker.drainingDeploymentName" (dict "root" $ "buildId" $id) -}}
+{{- if hasKey $names $name -}}
+{{- fail (printf "versioning.draining: %s and %s give the same Deployment name %s" (get $names $name) $id $name) -}}
+{{- end -}}
+{{- $_ := set $names $name $id -}}
+{{- $ids = append $ids $id -}}
+{{- end -}}
+{{- if and $ids (eq (toString ($.Values.config.TEMPORAL_WORKER_DEPLOYMENT_NAME | default "")) "") -}}
+{{- fail "versioning.draining needs worker versioning (config.TEMPORAL_WORKER_DEPLOYMENT_NAME): without it no workflow is pinned to a build" -}}
+{{- end -}}
+{{- toJson $ids -}}
+{{- end }}
+
+{{/*
 Image: repository:tag, or repository:tag@digest when a digest is given.
 */}}
 {{- define "temporal-worker.image" -}}
@@ -196,7 +431,7 @@ Autoscaling mode: keda (ScaledObject on the task-queue backlog), hpa (CPU) or no
 {{/*
 Database connection budget. Peak pods: maxReplicas (keda: the ScaledObject's maxReplicaCount; hpa: the
 HPA's maxReplicas) or replicaCount (none), plus the rolling update's maxSurge (a number, or a percentage
-of the pods rounded up, as Kubernetes does). Each pod holds up to DB_POOL_MAX pool connections plus one
+of the pods rounded up, as Kubernetes does), plus drainingReplicas per draining build (no surge). Each pod holds up to DB_POOL_MAX pool connections plus one
 for the readiness probe's schema check. Fails when the peak exceeds database.connectionBudget; renders
 the peak otherwise.
 */}}
@@ -223,10 +458,12 @@ the peak otherwise.
 {{- end -}}
 {{- $poolMax := int (toString (.Values.config.DB_POOL_MAX | default "10")) -}}
 {{- $perPod := add $poolMax 1 | int -}}
-{{- $peak := mul (add $pods $surge) $perPod | int -}}
+{{- $versioning := .Values.versioning | default dict -}}
+{{- $drainingPods := mul (len ($versioning.draining | default list)) (int ($versioning.drainingReplicas | default 0)) | int -}}
+{{- $peak := mul (add $pods $surge $drainingPods) $perPod | int -}}
 {{- $budget := int .Values.database.connectionBudget -}}
 {{- if gt $peak $budget -}}
-{{- fail (printf "database connections: up to %d pods (%s + %d rollout surge) x (DB_POOL_MAX %d + 1 probe connection) = %d exceeds database.connectionBudget %d. Lower the replicas or config.DB_POOL_MAX, or raise the budget if the database (or PgBouncer pool) allows it (docs/deployment.md)" (add $pods $surge) $source $surge $poolMax $peak $budget) -}}
+{{- fail (printf "database connections: up to %d pods (%s + %d rollout surge + %d draining, versioning.draining x drainingReplicas) x (DB_POOL_MAX %d + 1 probe connection) = %d exceeds database.connectionBudget %d. Lower the replicas or config.DB_POOL_MAX, or raise the budget if the database (or PgBouncer pool) allows it (docs/deployment.md)" (add $pods $surge $drainingPods) $source $surge $drainingPods $poolMax $peak $budget) -}}
 {{- end -}}
 {{- $peak -}}
 {{- end }}
