@@ -37,6 +37,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import ActivityEnvironment
 from tests.support.data import TEST_PEPPER, unique_email
+from tests.support.history import payloads_of
 from tests.support.processes import ALGA_WORKER
 from tests.support.visibility import workflow_ids_matching
 from tests.support.workers import activity_name, outbox_messages, running_worker, text_body
@@ -171,26 +172,7 @@ def status_and_detail(out: CustomerTrackingOutput | CustomerTrackingResult) -> d
 async def history_text(handle: WorkflowHandle[Any, Any]) -> str:
     """The whole history as JSON plus every payload decoded (payload data is base64 in the JSON)."""
     history = await handle.fetch_history()
-    decoded: list[str] = []
-
-    def walk(msg: Any) -> None:
-        for descriptor, value in msg.ListFields():
-            if descriptor.message_type is None:
-                continue
-            if hasattr(value, "ListFields"):
-                items = [value]
-            elif hasattr(value, "values") and callable(value.values):  # map fields
-                items = list(value.values())
-            else:
-                items = list(value)
-            for item in items:
-                if descriptor.message_type.name == "Payload":
-                    decoded.append(item.data.decode("utf-8", "replace"))
-                elif hasattr(item, "ListFields"):
-                    walk(item)
-
-    for event in history.events:
-        walk(event)
+    decoded = [p.data.decode("utf-8", "replace") for event in history.events for p in payloads_of(event)]
     assert decoded, "expected payloads in history"
     return history.to_json() + "\n".join(decoded)
 

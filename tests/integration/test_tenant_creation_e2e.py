@@ -10,6 +10,7 @@ from typing import Any
 
 from temporalio.client import Client
 from tests.support.data import TEST_PEPPER, tenant_request, tenant_row_counts
+from tests.support.history import payloads_of
 from tests.support.workers import outbox_messages, password_from_welcome, running_worker, text_body
 
 from alga_worker.config import Settings
@@ -147,34 +148,12 @@ async def test_history_and_result_never_hold_the_temporary_password(client, sett
     decoded = " ".join(
         p.data.decode("utf-8", "replace")
         for event in history.events
-        for p in _payloads(event)
+        for p in payloads_of(event)
     )
     assert decoded, "expected payloads in history"
     assert password not in decoded
 
 
-def _payloads(event: Any) -> list[Any]:
-    """Every Payload in one history event (inputs, results, failures' details)."""
-    found: list[Any] = []
-
-    def walk(msg: Any) -> None:
-        for descriptor, value in msg.ListFields():
-            if descriptor.message_type is None:
-                continue
-            if hasattr(value, "ListFields"):
-                items = [value]
-            elif hasattr(value, "values") and callable(value.values):  # map fields (memo, header)
-                items = list(value.values())
-            else:
-                items = list(value)
-            for item in items:
-                if descriptor.message_type.name == "Payload":
-                    found.append(item)
-                elif hasattr(item, "ListFields"):
-                    walk(item)
-
-    walk(event)
-    return found
 
 
 async def test_get_state_reports_progress_and_outcomes(client, settings) -> None:

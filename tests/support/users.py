@@ -23,6 +23,7 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import ActivityEnvironment
 from tests.support.data import unique_email
+from tests.support.history import payloads_of
 from tests.support.workers import outbox_messages, text_body
 
 from alga_worker.config import Settings
@@ -115,32 +116,11 @@ async def history_haystacks(handle: WorkflowHandle[Any, Any]) -> list[bytes]:
     history = await handle.fetch_history()
     assert history.events, "expected a history"
     raw = b"".join(event.SerializeToString() for event in history.events)
-    payloads = [p.data for event in history.events for p in _payloads(event)]
+    payloads = [p.data for event in history.events for p in payloads_of(event)]
     assert payloads, "expected payloads in history"
     return [history.to_json().encode(), raw, *payloads]
 
 
-def _payloads(msg: Any) -> list[Any]:
-    found: list[Any] = []
-
-    def walk(node: Any) -> None:
-        for descriptor, value in node.ListFields():
-            if descriptor.message_type is None:
-                continue
-            if hasattr(value, "ListFields"):
-                items = [value]
-            elif hasattr(value, "values") and callable(value.values):  # map fields (memo, header)
-                items = list(value.values())
-            else:
-                items = list(value)
-            for item in items:
-                if descriptor.message_type.name == "Payload":
-                    found.append(item)
-                elif hasattr(item, "ListFields"):
-                    walk(item)
-
-    walk(msg)
-    return found
 
 
 async def failure_of(handle: WorkflowHandle[Any, Any]) -> ApplicationError:
