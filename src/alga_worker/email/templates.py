@@ -126,35 +126,32 @@ class PortalAccessContext(TemplateContext):
     portal_temporary_password: Secret
 
 
-class UserInvitationContext(TemplateContext):
-    """A user was created in a tenant: where to sign in (by ``user_type``), the email, the password."""
+class _UserContext(TemplateContext):
+    """One user of a tenant, addressed by name: what every user email shows."""
 
     tenant_name: Name
     first_name: Name
     last_name: OptionalName = ""
     email: ShownAddress
+
+
+class _CredentialContext(_UserContext):
+    """A user email that carries a temporary password and where to sign in with it (by ``user_type``)."""
+
     user_type: UserKind = "internal"
     temporary_password: Secret
 
 
-class PasswordResetContext(TemplateContext):
+class UserInvitationContext(_CredentialContext):
+    """A user was created in a tenant: where to sign in, the email, the password."""
+
+
+class PasswordResetContext(_CredentialContext):
     """A new temporary password replaced the user's password."""
 
-    tenant_name: Name
-    first_name: Name
-    last_name: OptionalName = ""
-    email: ShownAddress
-    user_type: UserKind = "internal"
-    temporary_password: Secret
 
-
-class AccountDeactivatedContext(TemplateContext):
+class AccountDeactivatedContext(_UserContext):
     """The user's account was deactivated. No secret, no sign-in link (it would not work)."""
-
-    tenant_name: Name
-    first_name: Name
-    last_name: OptionalName = ""
-    email: ShownAddress
 
 
 class ProvisioningFailedContext(TemplateContext):
