@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -18,7 +17,7 @@ import pytest
 from temporalio.client import Client
 from tests.fakes.nmstore_server import CALLBACK_PATH, STATUS_PATH, FakeNmStoreServer
 from tests.support.data import tenant_request
-from tests.support.processes import ALGA_WORKER
+from tests.support.processes import cli
 from tests.support.workers import running_worker
 
 from alga_worker.config import load_settings
@@ -27,18 +26,6 @@ from alga_worker.nmstore import callback_idempotency_key, status_idempotency_key
 
 VISIBILITY_DEADLINE_SECONDS = 30.0
 
-
-async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """Run `alga-worker` without blocking the event loop (the in-process worker keeps polling)."""
-    full_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("TEMPORAL_", "DB_", "EMAIL_", "ALGA_", "NM", "INTERNAL_"))}
-    full_env.update(env)
-    full_env["COLUMNS"] = "200"
-    proc = await asyncio.create_subprocess_exec(ALGA_WORKER, *args, env=full_env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 @pytest.fixture

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
 import uuid
 
 from tests.support.data import unique_email
-from tests.support.processes import ALGA_WORKER
+from tests.support.processes import cli
 from tests.support.workers import Gate, running_worker
-
-
-async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """Run `alga-worker` without blocking the event loop (the in-process worker keeps polling)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DB_", "EMAIL_", "ALGA_"))}
-    full_env.update(env)
-    full_env["COLUMNS"] = "200"
-    proc = await asyncio.create_subprocess_exec(ALGA_WORKER, *args, env=full_env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_tenant_create_status_and_list(client, settings, worker_env) -> None:

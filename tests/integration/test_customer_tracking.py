@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -38,7 +37,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import ActivityEnvironment
 from tests.support.data import TEST_PEPPER, unique_email
 from tests.support.history import payloads_of
-from tests.support.processes import ALGA_WORKER
+from tests.support.processes import cli
 from tests.support.visibility import workflow_ids_matching
 from tests.support.workers import activity_name, outbox_messages, running_worker, text_body
 
@@ -441,16 +440,6 @@ async def test_workflow_refuses_malformed_and_unknown_tenants(client, tracking_s
 
 # ---------------------------------------------------------------- the CLI
 
-
-async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """`alga-worker` as operators run it (as tests/integration/test_cli.py)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DB_", "EMAIL_", "ALGA_"))}
-    full_env.update(env, COLUMNS="200")
-    proc = await asyncio.create_subprocess_exec(ALGA_WORKER, *args, env=full_env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_cli_customer_track(client, tracking_settings, tracking_env, acts, db, outbox: Path) -> None:

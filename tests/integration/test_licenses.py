@@ -15,8 +15,6 @@ What is proven here:
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -27,7 +25,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import ActivityEnvironment
-from tests.support.processes import ALGA_WORKER
+from tests.support.processes import cli
 from tests.support.visibility import workflow_ids_matching
 from tests.support.workers import activity_name, running_worker
 
@@ -247,16 +245,6 @@ async def test_activities_refuse_an_unknown_tenant(acts) -> None:
 
 # ---------------------------------------------------------------- the CLI
 
-
-async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """`alga-worker` as operators run it (as tests/integration/test_cli.py)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DB_", "EMAIL_", "ALGA_"))}
-    full_env.update(env, COLUMNS="200")
-    proc = await asyncio.create_subprocess_exec(ALGA_WORKER, *args, env=full_env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def cells(out: str) -> dict[str, str]:

@@ -10,9 +10,7 @@ project's own migrations, then changed with one or two statements, and dropped a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from temporalio.testing import ActivityEnvironment
 from tests.support.data import tenant_row_counts, unique_email
-from tests.support.processes import ALGA_WORKER
+from tests.support.processes import cli
 from tests.support.workers import activity_name
 
 from alga_worker.config import load_settings
@@ -53,16 +51,6 @@ async def scratch_database(db: psycopg.AsyncConnection[Any], database_url: str,
     finally:
         await db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-
-async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """`alga-worker` as operators run it, with only the given configuration (as tests/integration/test_cli.py)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DB_", "EMAIL_", "ALGA_"))}
-    full_env.update(env, COLUMNS="200")
-    proc = await asyncio.create_subprocess_exec(ALGA_WORKER, *args, env=full_env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def problems_of(url: str, **connect: Any) -> list[str]:

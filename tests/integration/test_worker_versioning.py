@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,7 +27,7 @@ import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import VersioningBehavior
 from temporalio.client import Client, WorkflowHandle
-from tests.support.processes import ALGA_WORKER
+from tests.support.processes import cli
 from tests.support.workers import Gate, activity_name
 
 from alga_worker.activities.heartbeat import heartbeating
@@ -39,17 +38,6 @@ from alga_worker.runtime.worker import build_resources, build_worker
 WAIT = 60.0  # seconds: bound on every wait below (each one ends on an event, never on a timer)
 HELD = "held-"  # workflow id prefix of runs whose health_probe waits for the test's gate
 
-
-async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """Run `alga-worker` as the pipeline does, without blocking the in-process workers."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DB_", "EMAIL_", "ALGA_"))}
-    full_env.update(env)
-    full_env["COLUMNS"] = "200"
-    proc = await asyncio.create_subprocess_exec(ALGA_WORKER, *args, env=full_env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 @pytest.fixture

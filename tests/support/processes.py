@@ -75,6 +75,22 @@ def start_worker(env: dict[str, str], log_path: Path, *args: str) -> WorkerProce
     return WorkerProcess(proc=proc, health_port=port, log_path=log_path)
 
 
+# Variables of the developer's shell that would leak into a CLI's configuration: tests pass their own.
+CONFIG_PREFIXES: tuple[str, ...] = ("TEMPORAL_", "DB_", "EMAIL_", "ALGA_", "NM", "INTERNAL_")
+
+
+async def cli(env: dict[str, str], *args: str, timeout: float = 120) -> tuple[int, str, str]:
+    """`alga-worker` as operators run it, with only ``env`` as configuration, without blocking the event
+    loop (an in-process worker keeps polling while the command waits on it): (exit code, stdout, stderr)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_PREFIXES)}
+    full_env.update(env, COLUMNS="200")
+    proc = await asyncio.create_subprocess_exec(ALGA_WORKER, *args, env=full_env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
 def run_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DB_", "EMAIL_", "ALGA_"))}
     full_env.update(env)
