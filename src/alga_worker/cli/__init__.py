@@ -680,6 +680,14 @@ async def _checkout_runs(client: Any, session_id: str) -> list[Any] | None:
     return sorted(runs, key=lambda wf: wf.start_time, reverse=True)
 
 
+def _no_checkout_runs(runs: list[Any] | None, session_id: str) -> int:
+    """The exit code when a checkout's runs could not be listed (None: already reported) or there are none."""
+    if runs is None:
+        return EXIT_FAILED
+    err_console.print(f"no tenantCreationWorkflow run for checkout session {session_id}")
+    return EXIT_NOT_FOUND
+
+
 def _run_summary(wf: Any) -> dict[str, Any]:
     return {"workflowId": wf.id, "runId": wf.run_id, "status": wf.status.name if wf.status else None,
             "started": wf.start_time.isoformat() if wf.start_time else None,
@@ -729,11 +737,8 @@ def checkout_status(session_id: Annotated[str, typer.Argument(help="Stripe check
     async def main() -> int:
         client = await _client(cs)
         runs = await _checkout_runs(client, session_id)
-        if runs is None:
-            return EXIT_FAILED
         if not runs:
-            err_console.print(f"no tenantCreationWorkflow run for checkout session {session_id}")
-            return EXIT_NOT_FOUND
+            return _no_checkout_runs(runs, session_id)
         latest = runs[0]
         state = await _checkout_state(client.get_workflow_handle(latest.id, run_id=latest.run_id))
         doc: dict[str, Any] = {"checkoutSessionId": session_id, **_run_summary(latest)}
@@ -771,11 +776,8 @@ def checkout_resend(session_id: Annotated[str, typer.Argument(help="Stripe check
 
         client = await _client(cs)
         runs = await _checkout_runs(client, session_id)
-        if runs is None:
-            return EXIT_FAILED
         if not runs:
-            err_console.print(f"no tenantCreationWorkflow run for checkout session {session_id}")
-            return EXIT_NOT_FOUND
+            return _no_checkout_runs(runs, session_id)
         latest = runs[0]
         handle = client.get_workflow_handle(latest.id, run_id=latest.run_id)
         report, callback = await _sent_to_nm_store(client, handle)
