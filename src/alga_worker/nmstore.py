@@ -52,6 +52,8 @@ from temporalio.exceptions import ApplicationError
 from alga_worker import errors
 from alga_worker.config import Settings
 from alga_worker.models import CheckoutStatus, CheckoutStatusReport, NmStoreCallback, NmStoreDelivery
+from alga_worker.runtime import metrics
+from alga_worker.runtime.metrics import call_outcome, record
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 KIND_STATUS = "status"
 KIND_CALLBACK = "callback"
+# The metric label of each kind (``alga_nmstore_requests_total{operation}``).
+_OPERATIONS = {KIND_STATUS: "status_report", KIND_CALLBACK: "callback"}
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 TOTAL_TIMEOUT_SECONDS = 15.0  # one attempt, connect to last byte; Temporal retries the activity
@@ -282,6 +286,20 @@ class NmStoreClient:
     async def _post(self, kind: str, status: CheckoutStatus, url: str, path: str, body: bytes,
                     headers: list[tuple[bytes, bytes]], key: str, *, auth_variable: str,
                     credential: str) -> NmStoreDelivery:
+        """:meth:`_exchange`, counted by outcome (``alga_nmstore_requests_total``)."""
+        operation = _OPERATIONS.get(kind, metrics.OTHER)
+        try:
+            delivery = await self._exchange(kind, status, url, path, body, headers, key,
+                                            auth_variable=auth_variable, credential=credential)
+        except ApplicationError as err:
+            record(metrics.NMSTORE_REQUESTS, operation=operation, outcome=call_outcome(err))
+            raise
+        record(metrics.NMSTORE_REQUESTS, operation=operation, outcome=call_outcome(None))
+        return delivery
+
+    async def _exchange(self, kind: str, status: CheckoutStatus, url: str, path: str, body: bytes,
+                        headers: list[tuple[bytes, bytes]], key: str, *, auth_variable: str,
+                        credential: str) -> NmStoreDelivery:
         what = f"POST {path}"
         try:
             async with asyncio.timeout(self._total_timeout):

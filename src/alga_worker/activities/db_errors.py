@@ -42,6 +42,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from alga_worker import errors
+from alga_worker.runtime import metrics
+from alga_worker.runtime.metrics import database_error_class, record
 
 __all__ = ["DatabaseErrorInterceptor", "classify"]
 
@@ -114,6 +116,9 @@ class _DatabaseErrorInbound(ActivityInboundInterceptor):
             return await super().execute_activity(input)
         except Exception as exc:
             classified = classify(exc)
+            counted = database_error_class(classified or exc)
+            if counted is not None:
+                record(metrics.DATABASE_ERRORS, error_class=counted)
             if classified is None:
                 raise
             # Not chained: the cause would carry psycopg's DETAIL (row values) into history.

@@ -48,6 +48,8 @@ from alga_worker.models import (
     WelcomeEmailInput,
     WelcomeEmailOutput,
 )
+from alga_worker.runtime import metrics
+from alga_worker.runtime.metrics import record
 from alga_worker.security import CredentialSealer, SealError, generate_temporary_password
 
 log = logging.getLogger(__name__)
@@ -142,7 +144,7 @@ class NotificationActivities:
             message = EmailMessage(to=recipients, subject=subject, html=html, text=text, tags=tags)
         except ValidationError as err:
             raise _invalid(template, templates.problems_of(err, prefix="message")) from None
-        result = await self._send(message, key, what)
+        result = await self._send(message, key, what, template)
         log.info(f"{what} sent", extra={
             "template": template.value, "provider": result.provider, "message_id": result.message_id,
             "duplicate": result.duplicate, "recipient_domains": message.recipient_domains, **(log_extra or {})})
@@ -167,20 +169,29 @@ class NotificationActivities:
             # Wrong pepper on this worker (mid-rotation) or a tampered history: retrying elsewhere may help.
             raise ApplicationError(str(err), type="SealError") from err
 
-    async def _send(self, message: EmailMessage, key: str, what: str) -> SendResult:
-        """Send with the provider's idempotency key; rejections are final, outages are retried."""
+    async def _send(self, message: EmailMessage, key: str, what: str, template: EmailTemplate) -> SendResult:
+        """Send with the provider's idempotency key; rejections are final, outages are retried. Every
+        attempt is counted (``alga_emails_sent_total`` / ``alga_emails_failed_total``)."""
+        provider = self._sender.name
         try:
             async with heartbeating():
-                return await _send_unless_cancelled(self._sender, message, key)
+                result = await _send_unless_cancelled(self._sender, message, key)
         except EmailRejected as err:
+            record(metrics.EMAILS_FAILED, provider=provider, template=template, reason="rejected")
             raise ApplicationError(f"{what} rejected: {err}", type=errors.EMAIL_REJECTED,
                                    non_retryable=True) from err
         except EmailTemporarilyUnavailable as err:
+            record(metrics.EMAILS_FAILED, provider=provider, template=template, reason="unavailable")
             delay = err.retry_after
             raise ApplicationError(
                 f"email provider unavailable: {err}", type="EmailTemporarilyUnavailable",
                 next_retry_delay=None if delay is None else timedelta(seconds=delay),
             ) from err
+        except asyncio.CancelledError:
+            record(metrics.EMAILS_FAILED, provider=provider, template=template, reason="cancelled")
+            raise
+        record(metrics.EMAILS_SENT, provider=provider, template=template)
+        return result
 
 
 def _invalid(template: EmailTemplate, problems: list[dict[str, str]]) -> ApplicationError:

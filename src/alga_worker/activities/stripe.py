@@ -47,6 +47,8 @@ from temporalio.exceptions import ApplicationError
 from alga_worker import errors
 from alga_worker.config import Settings
 from alga_worker.models import StripeDetails, StripeDetailsInput, TagStripeSubscriptionInput
+from alga_worker.runtime import metrics
+from alga_worker.runtime.metrics import call_outcome, record
 
 __all__ = ["API_VERSION", "TENANT_METADATA_KEY", "StripeActivities", "classify_stripe_error"]
 
@@ -228,13 +230,25 @@ def _subscription_fields(subscription: Mapping[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- error classification
 
 
+# The metric label of each call (``alga_stripe_requests_total{operation}``), by what it asks for.
+_OPERATIONS: dict[str, str] = {
+    "checkout session": "retrieve_checkout_session", "customer": "retrieve_customer",
+    "subscription": "retrieve_subscription", "subscription update": "update_subscription",
+}
+
+
 @asynccontextmanager
 async def _stripe_call(what: str) -> AsyncIterator[None]:
-    """Turn the SDK's exceptions into typed activity failures, unchained (see the module docstring)."""
+    """Turn the SDK's exceptions into typed activity failures, unchained (see the module docstring),
+    and count the call by its outcome."""
+    operation = _OPERATIONS.get(what, metrics.OTHER)
     try:
         yield
     except stripe.StripeError as err:
-        raise classify_stripe_error(err, what) from None
+        classified = classify_stripe_error(err, what)
+        record(metrics.STRIPE_REQUESTS, operation=operation, outcome=call_outcome(classified))
+        raise classified from None
+    record(metrics.STRIPE_REQUESTS, operation=operation, outcome=call_outcome(None))
 
 
 def classify_stripe_error(err: stripe.StripeError, what: str) -> ApplicationError:

@@ -56,7 +56,9 @@ from alga_worker.config import Settings
 from alga_worker.converter import DATA_CONVERTER
 from alga_worker.db.pool import DbPool, open_pool
 from alga_worker.email.providers import EmailSender, build_email_sender
+from alga_worker.models import WORKFLOW_TYPE_TENANT_CREATION
 from alga_worker.nmstore import new_http_client
+from alga_worker.runtime import gauges
 from alga_worker.runtime.health import (
     CHECK_TIMEOUT_SECONDS,
     DatabaseProbe,
@@ -64,8 +66,11 @@ from alga_worker.runtime.health import (
     HealthState,
     describe_db_error,
 )
+from alga_worker.runtime.metrics import initialise as initialise_metrics
+from alga_worker.runtime.metrics import prometheus_bucket_overrides, set_process_meter
 from alga_worker.security import CredentialSealer, PasswordHasher
 from alga_worker.workflows import VERSIONING_BEHAVIOR, WORKFLOWS
+from alga_worker.workflows.outcome_metrics import ProvisioningMetricsInterceptor
 from alga_worker.workflows.strict_start import StrictStartInterceptor
 
 log = logging.getLogger(__name__)
@@ -93,7 +98,9 @@ def build_runtime(settings: Settings) -> Runtime:
     JSON logs."""
     metrics = (
         PrometheusConfig(bind_address=metrics_bind_address(settings.metrics_host, settings.metrics_port),
-                         durations_as_seconds=True)
+                         # Prometheus conventions for the SDK's families and ours alike (metrics.py).
+                         durations_as_seconds=True, counters_total_suffix=True, unit_suffix=True,
+                         histogram_bucket_overrides=prometheus_bucket_overrides())
         if settings.metrics_port
         else None
     )
@@ -212,7 +219,7 @@ def build_worker(client: Client, settings: Settings, activities: Sequence[Callab
         graceful_shutdown_timeout=settings.graceful_shutdown_timeout,
         workflow_runner=SANDBOX,
         # Database errors typed once for every activity; wrong start arguments typed for every workflow.
-        interceptors=[DatabaseErrorInterceptor(), StrictStartInterceptor()],
+        interceptors=[ProvisioningMetricsInterceptor(), DatabaseErrorInterceptor(), StrictStartInterceptor()],
         # Heartbeats reach the server at the pace activities beat (not 0.8 x the heartbeat timeout), so
         # a cancel (e.g. of a welcome email waiting to be sent) reaches the activity within seconds.
         max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_INTERVAL_SECONDS),
@@ -404,8 +411,18 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None,
     ticker = asyncio.create_task(_tick(state), name="health-tick")
     probe = DatabaseProbe(settings.admin_conninfo())
     resources: WorkerResources | None = None
+    sampler: asyncio.Task[None] | None = None
     try:
         runtime = build_runtime(settings)
+        meter = runtime.metric_meter.with_additional_attributes(
+            {"namespace": settings.temporal_namespace, "task_queue": settings.task_queue})
+        set_process_meter(meter)
+        initialise_metrics(meter, meter.with_additional_attributes({"workflow_type": WORKFLOW_TYPE_TENANT_CREATION}),
+                           settings.email_provider.value)
+        # Readiness, dependency and pool gauges, from start-up on: a scrape shows what is awaited.
+        sampler = asyncio.create_task(gauges.sample_forever(
+            meter, state, lambda: resources.pool.get_stats() if resources is not None else None),
+            name="metrics-gauges")
 
         async def temporal_answers() -> Client:
             client = await asyncio.wait_for(connect_client(settings, runtime), CONNECT_TIMEOUT_SECONDS)
@@ -462,6 +479,9 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None,
         return EXIT_OK
     finally:
         ticker.cancel()
+        if sampler is not None:
+            sampler.cancel()
+            set_process_meter(None)
         await probe.aclose()
         if resources is not None:
             await resources.aclose()
