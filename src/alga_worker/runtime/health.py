@@ -20,6 +20,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -59,13 +60,18 @@ class HealthState:
     last_loop_tick: float = field(default_factory=time.monotonic)
     detail: str | None = None  # why the run task ended
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Called after every update (outside the lock): the readiness gauges follow the state at once, so
+    # a scrape never contradicts /readyz.
+    on_change: Callable[[HealthState], None] | None = field(default=None, repr=False)
 
     def update(self, **changes: Any) -> None:
         with self._lock:
             for key, value in changes.items():
-                if not hasattr(self, key):
+                if not hasattr(self, key) or key.startswith("_") or key == "on_change":
                     raise AttributeError(key)
                 setattr(self, key, value)
+        if self.on_change is not None and set(changes) != {"last_loop_tick"}:
+            self.on_change(self)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         with self._lock:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import signal
@@ -419,10 +420,9 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None,
         set_process_meter(meter)
         initialise_metrics(meter, meter.with_additional_attributes({"workflow_type": WORKFLOW_TYPE_TENANT_CREATION}),
                            settings.email_provider.value)
-        # Readiness, dependency and pool gauges, from start-up on: a scrape shows what is awaited.
-        sampler = asyncio.create_task(gauges.sample_forever(
-            meter, state, lambda: resources.pool.get_stats() if resources is not None else None),
-            name="metrics-gauges")
+        # Readiness and dependency gauges follow the state from start-up on: a scrape shows what is awaited.
+        state.on_change = functools.partial(gauges.publish_state, meter)
+        gauges.publish_state(meter, state)
 
         async def temporal_answers() -> Client:
             client = await asyncio.wait_for(connect_client(settings, runtime), CONNECT_TIMEOUT_SECONDS)
@@ -449,6 +449,8 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None,
                               _describe_schema_error)
         resources = await _retry_until_ok(state, stop, f"the database pool at {probe.target}",
                                           lambda: build_resources(settings), describe_db_error)
+        sampler = asyncio.create_task(gauges.sample_pool_forever(meter, resources.pool.get_stats),
+                                      name="metrics-pool-gauges")
         worker = build_worker(client, settings, resources.activities)
         run_task = asyncio.create_task(worker.run(), name="temporal-worker")
         monitor = asyncio.create_task(_monitor(state, client, probe, worker, run_task))
@@ -481,7 +483,8 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None,
         ticker.cancel()
         if sampler is not None:
             sampler.cancel()
-            set_process_meter(None)
+        state.on_change = None
+        set_process_meter(None)
         await probe.aclose()
         if resources is not None:
             await resources.aclose()
