@@ -1,6 +1,6 @@
 """Gauges of the worker's own state: readiness, each dependency, the activity pool.
 
-Readiness and dependencies are published on every change of :class:`HealthState` (its ``on_change``),
+Readiness and dependencies are published on every change of :class:`HealthState` (``HealthState.watch``),
 so a scrape never contradicts ``/readyz``. The pool's "in use" changes with every activity: it is
 sampled once a second instead, finer than any scrape interval, for a few gauge sets.
 """

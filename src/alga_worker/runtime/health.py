@@ -62,16 +62,20 @@ class HealthState:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Called after every update (outside the lock): the readiness gauges follow the state at once, so
     # a scrape never contradicts /readyz.
-    on_change: Callable[[HealthState], None] | None = field(default=None, repr=False)
+    _on_change: Callable[[HealthState], None] | None = field(default=None, repr=False)
 
     def update(self, **changes: Any) -> None:
         with self._lock:
             for key, value in changes.items():
-                if not hasattr(self, key) or key.startswith("_") or key == "on_change":
+                if not hasattr(self, key) or key.startswith("_"):
                     raise AttributeError(key)
                 setattr(self, key, value)
-        if self.on_change is not None and set(changes) != {"last_loop_tick"}:
-            self.on_change(self)
+        if self._on_change is not None and set(changes) != {"last_loop_tick"}:
+            self._on_change(self)
+
+    def watch(self, callback: Callable[[HealthState], None] | None) -> None:
+        """Call ``callback`` after every update but the loop tick (None: stop)."""
+        self._on_change = callback
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         with self._lock:

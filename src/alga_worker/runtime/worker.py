@@ -67,6 +67,7 @@ from alga_worker.runtime.health import (
     HealthState,
     describe_db_error,
 )
+from alga_worker.runtime.log_context import LogContextInterceptor
 from alga_worker.runtime.metrics import initialise as initialise_metrics
 from alga_worker.runtime.metrics import prometheus_bucket_overrides, set_process_meter
 from alga_worker.security import CredentialSealer, PasswordHasher
@@ -219,8 +220,10 @@ def build_worker(client: Client, settings: Settings, activities: Sequence[Callab
         activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.activity_task_pollers),
         graceful_shutdown_timeout=settings.graceful_shutdown_timeout,
         workflow_runner=SANDBOX,
-        # Database errors typed once for every activity; wrong start arguments typed for every workflow.
-        interceptors=[ProvisioningMetricsInterceptor(), DatabaseErrorInterceptor(), StrictStartInterceptor()],
+        # Database errors typed once for every activity; wrong start arguments typed for every workflow;
+        # tenant ids on activity log lines and one log line per run's end (runtime/log_context.py).
+        interceptors=[ProvisioningMetricsInterceptor(), LogContextInterceptor(), DatabaseErrorInterceptor(),
+                      StrictStartInterceptor()],
         # Heartbeats reach the server at the pace activities beat (not 0.8 x the heartbeat timeout), so
         # a cancel (e.g. of a welcome email waiting to be sent) reaches the activity within seconds.
         max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_INTERVAL_SECONDS),
@@ -421,7 +424,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None,
         initialise_metrics(meter, meter.with_additional_attributes({"workflow_type": WORKFLOW_TYPE_TENANT_CREATION}),
                            settings.email_provider.value)
         # Readiness and dependency gauges follow the state from start-up on: a scrape shows what is awaited.
-        state.on_change = functools.partial(gauges.publish_state, meter)
+        state.watch(functools.partial(gauges.publish_state, meter))
         gauges.publish_state(meter, state)
 
         async def temporal_answers() -> Client:
@@ -483,7 +486,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None,
         ticker.cancel()
         if sampler is not None:
             sampler.cancel()
-        state.on_change = None
+        state.watch(None)
         set_process_meter(None)
         await probe.aclose()
         if resources is not None:
