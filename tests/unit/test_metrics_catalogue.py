@@ -262,3 +262,13 @@ async def test_stripe_calls_are_counted_by_operation_and_outcome(buffered: Buffe
     assert buffered.totals() == {
         series("retrieve_checkout_session", "success"): 1, series("retrieve_customer", "success"): 1,
         series("retrieve_subscription", "success"): 1, series("retrieve_checkout_session", "rejected"): 1}
+
+
+def test_the_observability_doc_lists_every_family_with_its_labels() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "observability.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in doc.splitlines()
+            if line.startswith("| `alga_")}
+    assert set(rows) == {spec.exposed_name for spec in metrics.CATALOGUE}
+    for spec in metrics.CATALOGUE:
+        for label in spec.labels:
+            assert f"`{label}`" in rows[spec.exposed_name], (spec.exposed_name, label)
