@@ -38,11 +38,14 @@ from tests.fakes.stripe_server import FakeStripeServer
 
 from alga_worker import errors
 from alga_worker.activities.db_errors import DatabaseErrorInterceptor
+from alga_worker.activities.notifications import NotificationActivities
 from alga_worker.activities.stripe import StripeActivities
 from alga_worker.config import load_settings
-from alga_worker.models import CheckoutStatus, CheckoutStatusReport, StripeDetailsInput
+from alga_worker.email.outbox import OutboxEmailSender
+from alga_worker.models import CheckoutStatus, CheckoutStatusReport, EmailTemplate, SendEmailRequest, StripeDetailsInput
 from alga_worker.nmstore import NmStoreClient, new_http_client
 from alga_worker.runtime import metrics
+from alga_worker.security import CredentialSealer
 
 
 class Buffered:
@@ -272,3 +275,29 @@ def test_the_observability_doc_lists_every_family_with_its_labels() -> None:
     for spec in metrics.CATALOGUE:
         for label in spec.labels:
             assert f"`{label}`" in rows[spec.exposed_name], (spec.exposed_name, label)
+
+
+def _notice() -> SendEmailRequest:
+    return SendEmailRequest(
+        template=EmailTemplate.PROVISIONING_FAILED, to_operations=True, idempotency_key="k/1",
+        variables={"tenant_name": "Acme", "admin_email": "ada@example.com", "workflow_id": "wf-1",
+                   "run_id": "run-1", "failed_step": "creating_tenant", "error_type": "X", "error_message": "boom"})
+
+
+async def test_an_email_the_worker_cannot_address_counts_as_failed_by_configuration(
+        buffered: Buffered, tmp_path: Path) -> None:
+    sender = OutboxEmailSender(tmp_path / "outbox", from_address="noreply@example.com", from_name="Alga")
+    acts = NotificationActivities(sender, CredentialSealer("unit-pepper-4c2f9e-not-real"),
+                                  login_url="https://app.example.com", operations_email=None)
+    with pytest.raises(ApplicationError) as refused:
+        await ActivityEnvironment().run(acts.send_email, _notice())
+    assert refused.value.type == errors.CONFIGURATION_ERROR
+    acts = NotificationActivities(sender, CredentialSealer("unit-pepper-4c2f9e-not-real"),
+                                  login_url="https://app.example.com", operations_email="ops@example.com")
+    await ActivityEnvironment().run(acts.send_email, _notice())
+
+    def series(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:
+        return name, frozenset({("provider", "outbox"), ("template", "provisioning_failed"), *labels.items()})
+
+    assert buffered.totals() == {series("alga_emails_failed", reason="configuration"): 1,
+                                 series("alga_emails_sent"): 1}

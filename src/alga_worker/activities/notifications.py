@@ -75,7 +75,13 @@ class NotificationActivities:
             problems.append({"field": "sealBinding", "problem": "is required with sealed values"})
         if problems:
             raise _invalid(req.template, problems)
-        recipients = self._recipients(req)
+        try:
+            recipients = self._recipients(req)
+        except ApplicationError as err:
+            if err.type == errors.CONFIGURATION_ERROR:  # the worker cannot send it: count it as failed
+                record(metrics.EMAILS_FAILED, provider=self._sender.name, template=req.template,
+                       reason="configuration")
+            raise
         secrets = {name: self._open(token, req.seal_binding or "") for name, token in req.sealed.items()}
         tags = {**req.tags, "email_type": req.template.value, "workflow": activity.info().workflow_type or "unknown"}
         result = await self._deliver(req.template, recipients, {**req.variables, **secrets},
