@@ -29,7 +29,7 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 from uuid import UUID
 
 from pydantic import (
@@ -200,6 +200,25 @@ TEMPORAL_VARIABLES: tuple[Variable, ...] = (
     Variable("TEMPORAL_TLS_SERVER_NAME", "", None, False, "Server name to verify (SNI)."),
 )
 
+# OpenTelemetry's standard exporter variables (their names and meaning as the OTel spec defines them),
+# read through ``load_tracing_settings`` so secret files count for them too. Tracing is off unless an
+# endpoint is set (runtime/tracing.py). The SDK's other standard variables (OTEL_BSP_*,
+# OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_TIMEOUT ...) are read by the SDK itself from the environment.
+DEFAULT_OTEL_SERVICE_NAME = "alga-temporal-worker"
+OTEL_VARIABLES: tuple[Variable, ...] = (
+    Variable("OTEL_EXPORTER_OTLP_ENDPOINT", "", None, False,
+             "OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); /v1/traces is appended. "
+             "Set: tracing on."),
+    Variable("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", None, False,
+             "Full OTLP/HTTP traces URL, used as is; wins over OTEL_EXPORTER_OTLP_ENDPOINT. Set: tracing on."),
+    Variable("OTEL_EXPORTER_OTLP_HEADERS", "", None, True,
+             "Headers sent with every export, `key=value,...` (values percent-encoded), e.g. an API key."),
+    Variable("OTEL_SERVICE_NAME", "", DEFAULT_OTEL_SERVICE_NAME, False,
+             "service.name of the worker's spans (operator commands: alga-worker-cli)."),
+    Variable("OTEL_RESOURCE_ATTRIBUTES", "", None, False,
+             "Extra resource attributes, `key=value,...`."),
+)
+
 _BY_NAME = {v.name: v for v in VARIABLES}
 
 
@@ -248,6 +267,79 @@ def merged_environment(environ: Mapping[str, str] | None = None) -> dict[str, st
     if precedence == SecretsPrecedence.ENV.value:
         return {**files, **env}
     return {**env, **files}
+
+
+def _otel_pairs(value: str) -> list[tuple[str, str]]:
+    """``key=value,...`` as OTel's env format defines it (values percent-decoded); ValueError if malformed."""
+    pairs: list[tuple[str, str]] = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError("expected key=value pairs separated by commas")
+        pairs.append((key.strip(), unquote(raw.strip())))
+    return pairs
+
+
+class TracingSettings(BaseModel):
+    """OpenTelemetry export settings (OTEL_VARIABLES). Exists only when an endpoint is set: tracing on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    endpoint: AnyHttpUrl | None = None  # OTEL_EXPORTER_OTLP_ENDPOINT (base)
+    traces_endpoint: AnyHttpUrl | None = None  # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (full URL)
+    headers: SecretStr | None = None
+    service_name: str | None = Field(default=None, min_length=1, max_length=255)  # None: the default
+    resource_attributes: str | None = None
+
+    @property
+    def traces_url(self) -> str:
+        """Where spans are POSTed, as the OTel spec resolves it: the traces URL as is, else base + /v1/traces."""
+        if self.traces_endpoint is not None:
+            return str(self.traces_endpoint)
+        return str(self.endpoint).rstrip("/") + "/v1/traces"
+
+    def header_pairs(self) -> list[tuple[str, str]]:
+        return [] if self.headers is None else _otel_pairs(self.headers.get_secret_value())
+
+    def resource_attribute_pairs(self) -> list[tuple[str, str]]:
+        return [] if self.resource_attributes is None else _otel_pairs(self.resource_attributes)
+
+    def secret_values(self) -> list[str]:
+        """The headers line and each header value (an API key may be logged on its own)."""
+        if self.headers is None:
+            return []
+        return [self.headers.get_secret_value(), *(value for _, value in self.header_pairs() if value)]
+
+
+_OTEL_FIELDS = {"OTEL_EXPORTER_OTLP_ENDPOINT": "endpoint", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "traces_endpoint",
+                "OTEL_EXPORTER_OTLP_HEADERS": "headers", "OTEL_SERVICE_NAME": "service_name",
+                "OTEL_RESOURCE_ATTRIBUTES": "resource_attributes"}
+
+
+def load_tracing_settings(environ: Mapping[str, str]) -> TracingSettings | None:
+    """The OTEL_* variables of ``environ`` (the merged environment), or None when no endpoint is set
+    (tracing off). Raises :class:`ConfigError` naming each malformed variable, never its value."""
+    raw = {field: environ[name] for name, field in _OTEL_FIELDS.items() if environ.get(name)}
+    if "endpoint" not in raw and "traces_endpoint" not in raw:
+        return None
+    problems: list[tuple[str, str]] = []
+    for name, field in (("OTEL_EXPORTER_OTLP_HEADERS", "headers"),
+                        ("OTEL_RESOURCE_ATTRIBUTES", "resource_attributes")):
+        try:
+            _otel_pairs(raw.get(field, ""))
+        except ValueError as err:
+            problems.append((name, str(err)))
+    try:
+        settings = TracingSettings.model_validate(raw)
+    except ValidationError as err:
+        by_field = {field: name for name, field in _OTEL_FIELDS.items()}
+        problems += [(by_field.get(str(e["loc"][0]), str(e["loc"][0])), e["msg"])
+                     for e in err.errors(include_input=False, include_url=False)]
+    if problems:
+        raise ConfigError(problems)
+    return settings
 
 
 class Settings(BaseModel):
@@ -322,6 +414,8 @@ class Settings(BaseModel):
 
     # Connection arguments for temporalio.client.Client.connect, from envconfig (not a variable).
     temporal_connect: dict[str, Any] = Field(default_factory=dict, repr=False)
+    # OpenTelemetry export (OTEL_VARIABLES); None: tracing off.
+    tracing: TracingSettings | None = None
 
     @field_validator("log_level", "email_provider", mode="before")
     @classmethod
@@ -407,6 +501,8 @@ class Settings(BaseModel):
         api_key = self.temporal_connect.get("api_key")
         if api_key:
             found.append(str(api_key))
+        if self.tracing is not None:
+            found.extend(self.tracing.secret_values())
         return found
 
 
@@ -449,6 +545,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raw["temporal_connect"] = _temporal_connect_config(env)
     except Exception as err:  # envconfig raises plain errors for unreadable cert files
         problems.append(("TEMPORAL_*", f"{type(err).__name__}: cannot load connection config"))
+    try:
+        raw["tracing"] = load_tracing_settings(env)
+    except ConfigError as err:
+        problems.extend(err.problems)
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as err:

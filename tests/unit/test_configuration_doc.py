@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from alga_worker.config import TEMPORAL_VARIABLES, VARIABLES, Variable
+from alga_worker.config import OTEL_VARIABLES, TEMPORAL_VARIABLES, VARIABLES, Variable
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 HEADER = ["Variable", "Default", "Secret", "Meaning"]
 UNSET = "—"
 NAME_RE = re.compile(r"^`([A-Z][A-Z0-9_]*)`$")
-ALL_VARIABLES: tuple[Variable, ...] = (*VARIABLES, *TEMPORAL_VARIABLES)
+ALL_VARIABLES: tuple[Variable, ...] = (*VARIABLES, *TEMPORAL_VARIABLES, *OTEL_VARIABLES)
 
 # Group heading (a word in it) -> names that must be documented under it.
 GROUPS: dict[str, set[str]] = {
@@ -32,6 +32,7 @@ GROUPS: dict[str, set[str]] = {
     "Health": {"ENABLE_HEALTH_CHECK", "HEALTH_CHECK_PORT", "HEALTH_CHECK_HOST", "METRICS_HOST", "METRICS_PORT",
                "LOG_LEVEL", "LOG_FORMAT", "NODE_ENV", "BUILD_ID"},
     "Secrets": {"SECRETS_DIR", "SECRETS_PRECEDENCE"},
+    "Tracing": {v.name for v in OTEL_VARIABLES},
 }
 
 

@@ -61,11 +61,35 @@ async def client(cs: ClientSettings) -> Any:
 
     from alga_worker.converter import DATA_CONVERTER
 
+    interceptors = _tracing_interceptors()
     try:
-        return await Client.connect(**cs.temporal_connect, data_converter=DATA_CONVERTER)
+        return await Client.connect(**cs.temporal_connect, data_converter=DATA_CONVERTER, interceptors=interceptors)
     except Exception as err:
         raise fail(EXIT_TEMPORAL, f"cannot reach Temporal at {cs.temporal_connect.get('target_host')}: "
                                   f"{type(err).__name__}") from None
+
+
+def _tracing_interceptors() -> list[Any]:
+    """Tracing for workflows this command starts (on when OTEL_EXPORTER_OTLP_ENDPOINT is set): the
+    StartWorkflow span here is the root of the run's trace. Spans leave at process exit."""
+    from alga_worker.config import describe_variable, load_tracing_settings, merged_environment
+    from alga_worker.runtime import tracing
+
+    try:
+        env = merged_environment()
+        tracing_settings = load_tracing_settings(env)
+    except ConfigError as err:
+        raise fail(EXIT_CONFIG, str(err)) from None
+    if tracing_settings is None:
+        return []
+
+    def value(name: str) -> str:
+        declared = describe_variable(name)
+        return env.get(name) or (declared.default if declared and declared.default else "")
+
+    tracing.configure_tracing(tracing_settings, environment=value("NODE_ENV"), build_id=value("BUILD_ID"),
+                              default_service_name=tracing.CLI_SERVICE_NAME)
+    return tracing.client_interceptors()
 
 
 def minutes(n: float) -> timedelta:

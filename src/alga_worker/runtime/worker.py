@@ -59,7 +59,7 @@ from alga_worker.db.pool import DbPool, open_pool
 from alga_worker.email.providers import EmailSender, build_email_sender
 from alga_worker.models import WORKFLOW_TYPE_TENANT_CREATION
 from alga_worker.nmstore import new_http_client
-from alga_worker.runtime import gauges
+from alga_worker.runtime import gauges, tracing
 from alga_worker.runtime.health import (
     CHECK_TIMEOUT_SECONDS,
     DatabaseProbe,
@@ -122,6 +122,8 @@ async def connect_client(settings: Settings, runtime: Runtime | None = None) -> 
         data_converter=DATA_CONVERTER,
         runtime=runtime,
         identity=f"{socket.gethostname()}@{settings.build_id}",
+        # Tracing (runtime/tracing.py) when on: the worker inherits the client's interceptor.
+        interceptors=tracing.client_interceptors(),
     )
 
 
@@ -190,9 +192,10 @@ async def build_resources(settings: Settings) -> WorkerResources:
 
 # The sandbox re-imports workflow modules per run; our own package and the validation libraries the
 # wire models call (email-validator imports idna lazily, at the first address) are deterministic and
-# stateless, so they are passed through instead of being re-imported mid-run.
+# stateless, so they are passed through instead of being re-imported mid-run. OpenTelemetry too: the
+# tracing interceptor's workflow half must see the same context module as the code outside.
 SANDBOX = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(
-    "alga_worker", "pydantic", "pydantic_core", "email_validator", "idna", "dns",
+    "alga_worker", "pydantic", "pydantic_core", "email_validator", "idna", "dns", "opentelemetry",
 ))
 
 
@@ -417,6 +420,8 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None,
     resources: WorkerResources | None = None
     sampler: asyncio.Task[None] | None = None
     try:
+        # Before the client and the pool exist, so both are traced (off unless an OTLP endpoint is set).
+        tracing.configure_tracing(settings.tracing, environment=settings.environment, build_id=settings.build_id)
         runtime = build_runtime(settings)
         meter = runtime.metric_meter.with_additional_attributes(
             {"namespace": settings.temporal_namespace, "task_queue": settings.task_queue})
@@ -491,6 +496,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None,
         await probe.aclose()
         if resources is not None:
             await resources.aclose()
+        tracing.shutdown_tracing()  # drained and closed: export the last spans before the process exits
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
