@@ -177,7 +177,7 @@ async def test_sentinel_secrets_and_the_temporary_password_never_reach_the_outpu
     import json
 
     records = [json.loads(line) for line in output.splitlines() if line.strip()]
-    assert records and all({"ts", "level", "logger", "message"} <= r.keys() for r in records)
+    assert records and all({"timestamp", "level", "logger", "message"} <= r.keys() for r in records)
     assert any(r.get("workflow_id") for r in records if r["message"] == "tenant provisioned")
 
 
