@@ -152,9 +152,14 @@ def render_set(value_set: ValueSet) -> list[dict[str, Any]]:
     return render_objects(value_set.values, value_set.namespace, value_set.release)
 
 
+def is_dashboard(obj: Mapping[str, Any]) -> bool:
+    """The Grafana dashboard ConfigMap (monitoring.dashboard), which is not the worker's configuration."""
+    return obj.get("kind") == "ConfigMap" and str(obj["metadata"]["name"]).endswith("-dashboard")
+
+
 def only(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    """The single object of a kind; fails if there are none or several."""
-    found = [o for o in objects if o.get("kind") == kind]
+    """The single object of a kind (the dashboard ConfigMap aside); fails if there are none or several."""
+    found = [o for o in objects if o.get("kind") == kind and not is_dashboard(o)]
     assert len(found) == 1, f"expected one {kind}, found {len(found)}"
     return found[0]
 
@@ -403,10 +408,16 @@ def _diff(given: Mapping[str, Any], kept: Mapping[str, Any], path: str = "") -> 
 
 
 def validate_object(obj: Mapping[str, Any], kube_version: str) -> None:
-    """kubernetes-validate --strict for built-in kinds; the KEDA CRD models for keda.sh objects."""
+    """kubernetes-validate --strict for built-in kinds; the KEDA CRD models for keda.sh objects and the
+    Prometheus Operator CRD models for monitoring.coreos.com objects."""
     import kubernetes_validate
 
     if str(obj.get("apiVersion", "")).startswith("keda.sh/"):
         validate_keda_object(obj)
+        return
+    if str(obj.get("apiVersion", "")).startswith("monitoring.coreos.com/"):
+        from monitoring_support import validate_prometheus_operator_object
+
+        validate_prometheus_operator_object(obj)
         return
     kubernetes_validate.validate(dict(obj), kube_version, strict=True)

@@ -77,6 +77,10 @@ def test_renders_expected_objects(value_set: ValueSet, rendered: dict[str, list[
         expected.add("NetworkPolicy")
     if values["devSecrets"]["create"]:
         expected.add("Secret")
+    if values["monitoring"]["serviceMonitor"]["enabled"]:
+        expected.add("ServiceMonitor")
+    if values["monitoring"]["prometheusRule"]["enabled"]:
+        expected.add("PrometheusRule")
     assert kinds(objects) == expected
     for obj in objects:
         assert obj["metadata"]["namespace"] == value_set.namespace, obj["kind"]

@@ -26,6 +26,7 @@ from helm_support import (
     REPO_ROOT,
     deep_merge,
     environment_values_files,
+    is_dashboard,
     kinds,
     load_yaml,
     only,
@@ -177,10 +178,12 @@ def test_names_never_collide_with_the_original_worker(release: str, values_name:
 
 
 def test_recommended_release_names_every_resource_temporal_worker_py() -> None:
-    """Release temporal-worker-py: every object and the service account are `temporal-worker-py`."""
+    """Release temporal-worker-py: every object and the service account are `temporal-worker-py` (the
+    Grafana dashboard ConfigMap beside the worker's is `temporal-worker-py-dashboard`)."""
     objects = render_objects(load_yaml(HELM_DIR / "values-hosted.yaml"), namespace="msp",
                              release="temporal-worker-py")
-    assert {o["metadata"]["name"] for o in objects} == {"temporal-worker-py"}
+    assert {o["metadata"]["name"] for o in objects if not is_dashboard(o)} == {"temporal-worker-py"}
+    assert {o["metadata"]["name"] for o in objects if is_dashboard(o)} == {"temporal-worker-py-dashboard"}
     spec = only(objects, "Deployment")["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == "temporal-worker-py"
     assert CHART_VALUES["vault"]["role"] == "temporal-worker-py"
