@@ -521,7 +521,7 @@ def variable_names(environ: Mapping[str, str] | None = None) -> list[str]:
     pepper = (env.get("PASSWORD_PEPPER_VARIABLE") or DEFAULT_PEPPER_VARIABLE)
     names = [v.name for v in VARIABLES]
     names[names.index("ALGA_AUTH_KEY")] = pepper
-    return names + [v.name for v in TEMPORAL_VARIABLES]
+    return names + [v.name for v in (*TEMPORAL_VARIABLES, *OTEL_VARIABLES)]
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

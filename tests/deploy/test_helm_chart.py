@@ -28,6 +28,7 @@ from helm_support import (
     validate_object,
     value_sets,
     worker_container,
+    worker_environment,
 )
 from kubernetes_validate.utils import latest_version
 
@@ -288,6 +289,24 @@ def test_network_policy_allows_only_what_the_worker_uses(rendered: dict[str, lis
         assert {p["port"] for p in ingress["ports"]} == {8080, 9464}
         [peer] = ingress["from"]
         assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+
+
+def test_tracing_egress_opens_only_when_asked(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """The collector's port is closed by default and open, to the collector's namespace, once enabled;
+    the endpoint and the (secret) headers reach the worker."""
+    def egress_ports(objects: list[dict[str, Any]]) -> set[int]:
+        return {p["port"] for rule in only(objects, "NetworkPolicy")["spec"]["egress"] for p in rule["ports"]}
+
+    assert 4318 not in egress_ports(rendered["hosted"])
+    objects = render_objects({
+        "config": {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.monitoring:4318"},
+        "secrets": {"OTEL_EXPORTER_OTLP_HEADERS": {"secretName": "otel", "key": "headers", "optional": True}},
+        "networkPolicy": {"egress": {"otelCollector": {"enabled": True}}},
+    })
+    assert 4318 in egress_ports(objects)
+    worker_env = worker_environment(objects)
+    assert {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS"} <= worker_env.all_names
+    assert "OTEL_EXPORTER_OTLP_HEADERS" not in worker_env.configmap_names
 
 
 def test_service_account_created_and_used(rendered: dict[str, list[dict[str, Any]]]) -> None:

@@ -42,7 +42,7 @@ from helm_support import (
 from alga_worker import config
 
 ALL_NAMES = set(config.variable_names())
-SECRET_NAMES = {v.name for v in (*config.VARIABLES, *config.TEMPORAL_VARIABLES) if v.secret}
+SECRET_NAMES = {v.name for v in (*config.VARIABLES, *config.TEMPORAL_VARIABLES, *config.OTEL_VARIABLES) if v.secret}
 SETS = value_sets()
 
 # A value for every non-secret variable (valid where the worker parses it), to show all are settable.
@@ -64,6 +64,10 @@ EVERY_CONFIG_VALUE: dict[str, str] = {
     "MANAGEMENT_TENANT_ID": "1d2e3f4a-5b6c-4d7e-8f9a-0b1c2d3e4f5a",
     "CLIENT_PORTAL_URL": "https://portal.nineminds.example",
     "OPERATIONS_EMAIL": "ops@nineminds.example",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.monitoring.svc.cluster.local:4318",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://otel-collector.monitoring.svc.cluster.local:4318/v1/traces",
+    "OTEL_SERVICE_NAME": "alga-temporal-worker",
+    "OTEL_RESOURCE_ATTRIBUTES": "k8s.cluster.name=eu-1",
 }
 
 

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from alga_worker.config import (
     DEFAULT_PEPPER_VARIABLE,
+    OTEL_VARIABLES,
     TEMPORAL_VARIABLES,
     VARIABLES,
     ConfigError,
@@ -323,7 +324,7 @@ def test_empty_pepper_variable_name_falls_back_to_alga_auth_key(base_env: dict[s
 def test_variable_names_use_the_configured_pepper_name(secrets_dir: Path) -> None:
     default = variable_names()
     assert "ALGA_AUTH_KEY" in default
-    assert default == [v.name for v in VARIABLES] + [v.name for v in TEMPORAL_VARIABLES]
+    assert default == [v.name for v in (*VARIABLES, *TEMPORAL_VARIABLES, *OTEL_VARIABLES)]
 
     custom = variable_names({"SECRETS_DIR": str(secrets_dir), "PASSWORD_PEPPER_VARIABLE": "NEXTAUTH_SECRET"})
     assert "NEXTAUTH_SECRET" in custom
