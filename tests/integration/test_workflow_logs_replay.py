@@ -19,7 +19,6 @@ import ast
 import contextlib
 import io
 import json
-import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -27,16 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio import activity, workflow
+from temporalio import workflow
 from temporalio.client import Client, WorkflowFailureError
 from tests.fakes.nmstore_server import FakeNmStoreServer
 from tests.fakes.stripe_server import FakeStripeServer
 from tests.support.data import tenant_request, unique_email
+from tests.support.logs import logging_restored
 from tests.support.workers import running_worker
 
 import alga_worker.workflows
 from alga_worker.config import load_settings
-from alga_worker.runtime.logging import NOISY_LOGGERS, configure_logging
+from alga_worker.runtime.logging import configure_logging
 
 WORKFLOWS_DIR = Path(alga_worker.workflows.__file__).parent
 MID_RUN_WARNING = "stripe details not fetched; continuing without them"
@@ -65,23 +65,10 @@ def test_workflow_modules_log_only_through_workflow_logger() -> None:
 @contextlib.contextmanager
 def captured_logs() -> Iterator[io.StringIO]:
     """The worker's JSON logging, into a buffer; the process's logging restored afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
-    on_message = (workflow.logger.workflow_info_on_message, activity.logger.activity_info_on_message)
-    stream = io.StringIO()
-    configure_logging("info", "json", stream=stream)
-    try:
+    with logging_restored():
+        stream = io.StringIO()
+        configure_logging("info", "json", stream=stream)
         yield stream
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in handlers:
-            root.addHandler(handler)
-        root.setLevel(level)
-        for name, saved in levels.items():
-            logging.getLogger(name).setLevel(saved)
-        workflow.logger.workflow_info_on_message, activity.logger.activity_info_on_message = on_message
 
 
 async def run_with_replays(client: Client, worker_env: dict[str, str]) -> tuple[list[dict[str, Any]], str, Any]:

@@ -17,11 +17,11 @@ import pytest
 from temporalio import activity, workflow
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput
+from tests.support.logs import logging_restored
 
 from alga_worker.models import EmailTemplate, SendEmailRequest
 from alga_worker.runtime.log_context import LogContextInterceptor, activity_tenant_id, tenant_id_of
 from alga_worker.runtime.logging import (
-    NOISY_LOGGERS,
     REDACTED,
     ConsoleFormatter,
     JsonFormatter,
@@ -38,23 +38,8 @@ SECRET = "s3cret-pepper-VALUE-9f2e"
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     """configure_logging replaces the root handlers; put everything back after the test."""
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    level = root.level
-    levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
-    on_message = (workflow.logger.workflow_info_on_message, activity.logger.activity_info_on_message)
-    shared = redactor()
-    known = list(shared._secrets)  # the process-wide redactor only grows; restore its list too
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-    for name, saved in levels.items():
-        logging.getLogger(name).setLevel(saved)
-    workflow.logger.workflow_info_on_message, activity.logger.activity_info_on_message = on_message
-    shared._secrets = known
+    with logging_restored():
+        yield
 
 
 def _record(msg: str, *args: object, exc_info: Any = None, **extra: Any) -> logging.LogRecord:
