@@ -176,7 +176,7 @@ PROMETHEUS_OPERATOR_API = "monitoring.coreos.com/v1"
 
 
 def validate_prometheus_operator_object(obj: Mapping[str, Any]) -> None:
-    """Validate a ServiceMonitor or PrometheusRule against the Prometheus Operator CRD models
+    """Validate a PodMonitor, ServiceMonitor or PrometheusRule against the Prometheus Operator CRD models
     (cloudcoil's, generated from the Operator's CRDs), refusing every field the CRD does not define.
 
     Why the round trip: the generated pydantic models ignore unknown fields, as the API server's

@@ -78,8 +78,8 @@ def test_renders_expected_objects(value_set: ValueSet, rendered: dict[str, list[
         expected.add("NetworkPolicy")
     if values["devSecrets"]["create"]:
         expected.add("Secret")
-    if values["monitoring"]["serviceMonitor"]["enabled"]:
-        expected.add("ServiceMonitor")
+    if values["monitoring"]["podMonitor"]["enabled"]:
+        expected.add("PodMonitor")
     if values["monitoring"]["prometheusRule"]["enabled"]:
         expected.add("PrometheusRule")
     assert kinds(objects) == expected

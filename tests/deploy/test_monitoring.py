@@ -2,11 +2,12 @@
 
 Why each check: alert rules nobody ran are guesses, so promtool checks them and runs their unit tests
 (a firing and a quiet case per alert), on the file and on the rules as the chart renders them. The
-ServiceMonitor and PrometheusRule are custom resources kubernetes-validate does not know, so they are
+PodMonitor and PrometheusRule are custom resources kubernetes-validate does not know, so they are
 validated against the Prometheus Operator's CRD models with unknown fields refused. The dashboard is
 loaded by Grafana's own model (grafana-foundation-sdk) and must lose nothing in a round trip. Every
-runbook link must lead somewhere. The metric names used here are checked against a real scrape in
-tests/integration/test_metric_names_exposed.py.
+runbook link must lead somewhere. The PodMonitor must scrape every worker pod of the release, the
+draining builds' included (they are not behind the Service), and no other pod. The metric names used
+here are checked against a real scrape in tests/integration/test_metric_names_exposed.py.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from grafana_foundation_sdk.models import prometheus
 from grafana_foundation_sdk.models.dashboard import Dashboard, RowPanel
 from helm_support import (
     CHART_DIR,
+    DRAINING_IDS,
     HELM_DIR,
     RELEASE,
     REPO_ROOT,
     deep_merge,
+    draining_value_set,
     environment_values_files,
     load_yaml,
     only,
@@ -83,11 +86,11 @@ RUNBOOK_PAGES = {
 # Alerts on counters over a window: each reads its counters through rate()/increase().
 WINDOWED_ALERTS = {"TemporalWorkflowFailureRatioHigh", "TenantProvisioningFailures", "EmailSendFailures",
                    "NmStoreErrors", "StripeErrors", "WorkerPodRestarting"}
-MONITORING_ON = {"monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
+MONITORING_ON = {"monitoring": {"podMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
                                 "dashboard": {"enabled": True}}}
-MONITORING_OFF = {"monitoring": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False},
+MONITORING_OFF = {"monitoring": {"podMonitor": {"enabled": False}, "prometheusRule": {"enabled": False},
                                  "dashboard": {"enabled": False}}}
-MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}
+MONITORING_KINDS = {"PodMonitor", "PrometheusRule"}
 CHART_VALUES = load_yaml(CHART_DIR / "values.yaml")
 
 
@@ -101,7 +104,7 @@ def promtool_bin(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 def monitoring_objects(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ServiceMonitor, the PrometheusRule and the dashboard ConfigMap of a render."""
+    """The PodMonitor, the PrometheusRule and the dashboard ConfigMap of a render."""
     return [o for o in objects if o["kind"] in MONITORING_KINDS
             or (o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard"))]
 
@@ -272,7 +275,7 @@ def test_with_the_flags_off_no_monitoring_object_is_rendered(values_name: str) -
 
 def test_defaults_leave_every_flag_off() -> None:
     assert monitoring_objects(render_objects({}, "alga", RELEASE)) == []
-    assert CHART_VALUES["monitoring"]["serviceMonitor"]["enabled"] is False
+    assert CHART_VALUES["monitoring"]["podMonitor"]["enabled"] is False
     assert CHART_VALUES["monitoring"]["prometheusRule"]["enabled"] is False
     assert CHART_VALUES["monitoring"]["dashboard"]["enabled"] is False
 
@@ -282,7 +285,7 @@ def test_each_shipped_configuration_renders_what_its_flags_ask_for(value_set: An
     values = deep_merge(CHART_VALUES, value_set.values)["monitoring"]
     objects = monitoring_objects(render_objects(value_set.values, value_set.namespace, value_set.release))
     rendered = {o["kind"] for o in objects}
-    assert ("ServiceMonitor" in rendered) == values["serviceMonitor"]["enabled"]
+    assert ("PodMonitor" in rendered) == values["podMonitor"]["enabled"]
     assert ("PrometheusRule" in rendered) == values["prometheusRule"]["enabled"]
     assert ("ConfigMap" in rendered) == values["dashboard"]["enabled"]
     for obj in objects:
@@ -292,7 +295,7 @@ def test_each_shipped_configuration_renders_what_its_flags_ask_for(value_set: An
 
 def test_hosted_installs_the_whole_kit() -> None:
     hosted = load_yaml(HELM_DIR / "values-hosted.yaml")["monitoring"]
-    assert all(hosted[flag]["enabled"] is True for flag in ("serviceMonitor", "prometheusRule", "dashboard"))
+    assert all(hosted[flag]["enabled"] is True for flag in ("podMonitor", "prometheusRule", "dashboard"))
 
 
 @pytest.fixture(scope="module")
@@ -301,16 +304,21 @@ def kit() -> list[dict[str, Any]]:
     return render_objects(deep_merge(load_yaml(HELM_DIR / "values-hosted.yaml"), MONITORING_ON), "msp", RELEASE)
 
 
-def test_service_monitor_and_rule_validate_against_the_operator_crd_models(kit: list[dict[str, Any]]) -> None:
+def test_pod_monitor_and_rule_validate_against_the_operator_crd_models(kit: list[dict[str, Any]]) -> None:
     for kind in MONITORING_KINDS:
         validate_prometheus_operator_object(only(kit, kind))
 
 
 def test_the_crd_validation_refuses_unknown_fields(kit: list[dict[str, Any]]) -> None:
     """The strict check is real: one misspelt field anywhere fails it."""
-    monitor = copy.deepcopy(only(kit, "ServiceMonitor"))
-    monitor["spec"]["endpoints"][0]["scrapeInterval"] = "30s"
-    with pytest.raises(AssertionError, match=r"unknown field \.spec\.endpoints\[0\]\.scrapeInterval"):
+    monitor = copy.deepcopy(only(kit, "PodMonitor"))
+    monitor["spec"]["podMetricsEndpoints"][0]["scrapeInterval"] = "30s"
+    with pytest.raises(AssertionError, match=r"unknown field \.spec\.podMetricsEndpoints\[0\]\.scrapeInterval"):
+        validate_prometheus_operator_object(monitor)
+    # A ServiceMonitor's field on a PodMonitor is refused too.
+    monitor = copy.deepcopy(only(kit, "PodMonitor"))
+    monitor["spec"]["endpoints"] = monitor["spec"].pop("podMetricsEndpoints")
+    with pytest.raises(AssertionError, match=r"unknown field \.spec\.endpoints"):
         validate_prometheus_operator_object(monitor)
     rule = copy.deepcopy(only(kit, "PrometheusRule"))
     rule["spec"]["groups"][0]["rules"][0]["severity"] = "critical"
@@ -318,33 +326,108 @@ def test_the_crd_validation_refuses_unknown_fields(kit: list[dict[str, Any]]) ->
         validate_prometheus_operator_object(rule)
 
 
-def test_service_monitor_scrapes_the_services_metrics_port_as_the_fixed_job(kit: list[dict[str, Any]]) -> None:
-    monitor, service = only(kit, "ServiceMonitor"), only(kit, "Service")
-    assert selects(monitor["spec"]["selector"], service["metadata"]["labels"])
-    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [service["metadata"]["namespace"]]}
-    [endpoint] = monitor["spec"]["endpoints"]
-    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]} and endpoint["port"] == "metrics"
-    assert endpoint["path"] == "/metrics"
-    assert {"action": "replace", "targetLabel": "job", "replacement": JOB} in endpoint["relabelings"]
-    # The NetworkPolicy lets the monitoring namespace reach that port.
+def pod_templates(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every pod template of a render (the main and the draining Deployments), by its owner's name."""
+    return {o["metadata"]["name"]: o["spec"]["template"] for o in objects
+            if isinstance(o.get("spec"), dict) and "template" in o["spec"]}
+
+
+def worker_ports(template: dict[str, Any]) -> dict[str, int]:
+    """Container port name -> number of a pod template's worker container."""
+    [worker] = [c for c in template["spec"]["containers"] if c["name"] == "worker"]
+    return {p["name"]: p["containerPort"] for p in worker.get("ports", [])}
+
+
+def pod_label_meta(label: str) -> str:
+    """The discovery label Prometheus gives a pod label (kubernetes_sd, role pod): non [a-zA-Z0-9_] -> _."""
+    return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", label)
+
+
+def endpoint_of(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    [endpoint] = only(objects, "PodMonitor")["spec"]["podMetricsEndpoints"]
+    return dict(endpoint)
+
+
+def test_pod_monitor_scrapes_the_worker_pods_metrics_port_as_the_fixed_job(kit: list[dict[str, Any]]) -> None:
+    monitor, deployment = only(kit, "PodMonitor"), only(kit, "Deployment")
+    template = deployment["spec"]["template"]
+    assert selects(monitor["spec"]["selector"], template["metadata"]["labels"])
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [deployment["metadata"]["namespace"]]}
+    endpoint = endpoint_of(kit)
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics" and endpoint["scheme"] == "http"
+    assert worker_ports(template)["metrics"] == int(only(kit, "ConfigMap")["data"]["METRICS_PORT"])
+    assert (endpoint["interval"], endpoint["scrapeTimeout"]) == ("30s", "10s")
+    assert endpoint["relabelings"][0] == {"action": "replace", "targetLabel": "job", "replacement": JOB}
+    # The NetworkPolicy covers the same pods and lets the monitoring namespace reach that port.
     policy = only(kit, "NetworkPolicy")
+    assert policy["spec"]["podSelector"] == monitor["spec"]["selector"]
     ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
-    assert int(only(kit, "ConfigMap")["data"]["METRICS_PORT"]) in ports
+    assert worker_ports(template)["metrics"] in ports
+
+
+@pytest.fixture(scope="module")
+def draining_kit() -> list[dict[str, Any]]:
+    """Hosted with two earlier builds draining (versioning on), the three flags on."""
+    value_set = draining_value_set()
+    return render_objects(deep_merge(value_set.values, MONITORING_ON), value_set.namespace, value_set.release)
+
+
+def test_pod_monitor_scrapes_the_main_and_every_draining_build_and_no_other_pod(
+        draining_kit: list[dict[str, Any]]) -> None:
+    """Draining builds' pods are not behind the Service: a ServiceMonitor would never see them. The
+    PodMonitor must select every pod template of the release, and none of another release installed
+    beside it in the same namespace (nor may that release's PodMonitor select ours)."""
+    value_set = draining_value_set()
+    ours = pod_templates(draining_kit)
+    assert sorted(ours) == sorted([RELEASE, *(f"{RELEASE}-drain-{i[:12]}" for i in DRAINING_IDS)])
+    other_objects = render_objects(deep_merge(value_set.values, MONITORING_ON), value_set.namespace, "eu-worker")
+    theirs = pod_templates(other_objects)
+    assert len(theirs) == len(ours) and not set(theirs) & set(ours)
+    endpoint = endpoint_of(draining_kit)
+    for objects, selected, other in ((draining_kit, ours, theirs), (other_objects, theirs, ours)):
+        selector = only(objects, "PodMonitor")["spec"]["selector"]
+        for name, template in selected.items():
+            assert selects(selector, template["metadata"]["labels"]), f"{name} is not scraped"
+            assert endpoint["port"] in worker_ports(template), f"{name}: no container port {endpoint['port']}"
+        for name, template in other.items():
+            assert not selects(selector, template["metadata"]["labels"]), f"{name} of another release is scraped"
+    # Flags off: no PodMonitor, draining or not.
+    off = render_objects(deep_merge(value_set.values, MONITORING_OFF), value_set.namespace, value_set.release)
+    assert monitoring_objects(off) == [] and len(pod_templates(off)) == len(ours)
+
+
+def test_every_target_carries_the_build_its_pod_runs_as_build_id(draining_kit: list[dict[str, Any]]) -> None:
+    """build_id comes from a pod label both kinds of pod carry; its value is the BUILD_ID the worker in
+    that pod runs with (env over the ConfigMap), so each Deployment's series are told apart."""
+    relabel = [r for r in endpoint_of(draining_kit)["relabelings"] if r.get("targetLabel") == "build_id"]
+    assert relabel == [{"action": "replace", "sourceLabels": [pod_label_meta("app.kubernetes.io/version")],
+                        "targetLabel": "build_id"}]
+    [source] = relabel[0]["sourceLabels"]
+    configmap = only(draining_kit, "ConfigMap")["data"]
+    build_ids = {}
+    for name, template in pod_templates(draining_kit).items():
+        labels = {pod_label_meta(k): v for k, v in template["metadata"]["labels"].items()}
+        [worker] = [c for c in template["spec"]["containers"] if c["name"] == "worker"]
+        env = {e["name"]: e.get("value") for e in worker.get("env", [])}
+        build_ids[name] = labels.get(source)
+        assert build_ids[name] == env.get("BUILD_ID", configmap["BUILD_ID"]), name
+    assert build_ids == {RELEASE: "2222222222222222222222222222222222222222",
+                         **{f"{RELEASE}-drain-{i[:12]}": i for i in DRAINING_IDS}}
 
 
 def test_job_label_and_additional_labels_are_values() -> None:
     values = deep_merge(MONITORING_ON, {"monitoring": {"jobLabel": "alga-worker-eu",
                                                        "additionalLabels": {"release": "kube-prometheus-stack"}}})
     objects = render_objects(values, "alga", RELEASE)
-    relabel = only(objects, "ServiceMonitor")["spec"]["endpoints"][0]["relabelings"]
+    relabel = only(objects, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["relabelings"]
     assert {"action": "replace", "targetLabel": "job", "replacement": "alga-worker-eu"} in relabel
     for obj in monitoring_objects(objects):
         assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack", obj["kind"]
 
 
-def test_service_monitor_needs_the_metrics_port() -> None:
+def test_pod_monitor_needs_the_metrics_port() -> None:
     values = deep_merge(MONITORING_ON, {"config": {"METRICS_PORT": "0"}})
-    with pytest.raises(helm_python.HelmError, match="METRICS_PORT"):
+    with pytest.raises(helm_python.HelmError, match=r"monitoring\.podMonitor\.enabled .*METRICS_PORT is 0"):
         render_objects(values, "alga", RELEASE)
 
 

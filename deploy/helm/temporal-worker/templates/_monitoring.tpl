@@ -1,11 +1,11 @@
 {{/*
-Monitoring objects (values `monitoring`): ServiceMonitor, PrometheusRule, Grafana dashboard ConfigMap.
+Monitoring objects (values `monitoring`): PodMonitor, PrometheusRule, Grafana dashboard ConfigMap.
 The alert rules and the dashboard are files/alerts.yaml and files/dashboard.json, symlinks to the one
 copy in deploy/monitoring/ (Helm follows them when it loads or packages the chart).
 */}}
 
 {{/* Labels of every monitoring object: the chart's, plus monitoring.additionalLabels (the Prometheus
-Operator's serviceMonitorSelector / ruleSelector match on these). */}}
+Operator's podMonitorSelector / ruleSelector match on these). */}}
 {{- define "temporal-worker.monitoringLabels" -}}
 {{ include "temporal-worker.labels" . }}
 {{- with .Values.monitoring.additionalLabels }}
