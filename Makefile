@@ -13,6 +13,7 @@ help:
 	@echo "make run    run the worker on the embedded stack (Temporal Web UI URL printed) until Ctrl-C"
 	@echo "make test   the whole suite (unit, workflows, integration, chaos, deploy)"
 	@echo "make lint   ruff + mypy"
+	@echo "make bench  drain, latency and cost per tenant vs. the ceiling (docs/performance.md); JSON in .bench/"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +47,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.provisioning_throughput
+	$(BIN)/python -m bench
 
 clean-stack:
 	rm -rf .dev-stack
