@@ -114,7 +114,8 @@ def check() -> None:
 
     Exit codes: 0 all good, 2 configuration invalid, 3 database unreachable, 7 schema contract not
     satisfied (each missing table or column, incompatible type or missing unique key is printed),
-    5 the web app's database role cannot read the worker's tables, 4 Temporal unreachable.
+    5 the web app's database role cannot read the worker's tables, 4 Temporal unreachable. A missing
+    recommended index (``RECOMMENDED_INDEXES``) is a warning with its DDL and changes no exit code.
     """
     settings = _settings()
     out.print(f"[green]✓[/] configuration valid (task queue {settings.task_queue}, "
@@ -189,6 +190,7 @@ async def _check_schema(conninfo: str) -> int:
     try:
         async with await AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
             problems = await verify_schema(conn)
+            missing = [] if problems else await _missing_recommended_indexes(conn)
     except Exception as err:
         err_console.print(f"[red]✗[/] database: schema contract check failed: {type(err).__name__}")
         return EXIT_DB
@@ -199,7 +201,24 @@ async def _check_schema(conninfo: str) -> int:
             err_console.print(f"  - {escape(problem)}", soft_wrap=True)
         return EXIT_SCHEMA
     out.print(f"[green]✓[/] schema contract satisfied ({len(CONTRACT)} tables)")
+    # A warning, never a failure: the worker is correct without them, only slower as Alga grows.
+    for index in missing:
+        err_console.print(f"[yellow]![/] recommended index missing: {index.name} on {index.table} "
+                          f"({escape(', '.join(index.keys))}); without it {escape(index.serves)}. Create it with: "
+                          f"{escape(index.ddl)}  (docs/database.md §7, \"Indexes the worker recommends\")",
+                          soft_wrap=True)
     return EXIT_OK
+
+
+async def _missing_recommended_indexes(conn: Any) -> list[Any]:
+    """The recommended indexes the database lacks; a failure to list them is a warning, like them."""
+    from alga_worker.db.schema_contract import missing_recommended_indexes
+
+    try:
+        return list(await missing_recommended_indexes(conn))
+    except Exception as err:
+        err_console.print(f"[yellow]![/] recommended indexes: cannot list them ({type(err).__name__})")
+        return []
 
 
 async def _server_role_can_read(conninfo: str) -> bool:

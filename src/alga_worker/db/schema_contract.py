@@ -41,8 +41,8 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 
 __all__ = [
-    "BOOLEAN", "CONTRACT", "DATE_LIKE", "INTEGER", "JSON", "NUMERIC", "TEXT", "TIMESTAMP", "UUID",
-    "Table", "TypeFamily", "verify_schema",
+    "BOOLEAN", "CONTRACT", "DATE_LIKE", "INTEGER", "JSON", "NUMERIC", "RECOMMENDED_INDEXES", "TEXT", "TIMESTAMP",
+    "UUID", "RecommendedIndex", "Table", "TypeFamily", "missing_recommended_indexes", "verify_schema",
 ]
 
 
@@ -252,3 +252,110 @@ def compare(contract: tuple[Table, ...], column_rows: list[tuple[Any, ...]],
                 problems.append(f"column {table.name}.{column}: NOT NULL without a default, and the "
                                 "worker's INSERT does not set it")
     return problems
+
+
+# ---------------------------------------------------------------- recommended indexes
+
+
+@dataclass(frozen=True)
+class RecommendedIndex:
+    """An index the worker's SQL is correct without, but whose cost grows with Alga's size without it.
+
+    Not part of the contract: a database without it is compatible (start-up and readiness ignore it);
+    ``alga-worker check`` warns and prints :attr:`ddl`. Whatever its name (Alga may have an equivalent
+    under its own), any valid, non-partial btree index on ``table`` whose leading key columns are
+    ``keys`` satisfies it. Not partial: the planner uses expression statistics only of non-partial
+    indexes, misjudges how rare a match is without them, and may prefer an ordered scan of the whole
+    tenant instead (docs/database.md §7).
+    """
+
+    name: str
+    table: str
+    keys: tuple[str, ...]
+    serves: str
+
+    @property
+    def ddl(self) -> str:
+        """What an operator runs, once, on the coordinator: builds without blocking Alga's writes."""
+        return f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {self.name} ON {self.table} ({', '.join(self.keys)})"
+
+    def satisfied_by(self, keys: list[str], predicate: str | None) -> bool:
+        """Does an index with these key columns (as ``pg_get_indexdef`` prints them) and predicate do?"""
+        return predicate is None and [_normalise(k) for k in keys[:len(self.keys)]] == [
+            _normalise(k) for k in self.keys]
+
+
+RECOMMENDED_INDEXES: tuple[RecommendedIndex, ...] = (
+    RecommendedIndex(
+        "idx_users_lower_email", "users", ("lower(email)",),
+        serves="the duplicate-admin-email check of every provisioning reads every user of every tenant, "
+               "and customer tracking's portal-user lookup every user of the management tenant"),
+    RecommendedIndex(
+        "idx_contacts_tenant_lower_email", "contacts", ("tenant", "lower(email)"),
+        serves="customer tracking's contact lookup reads every contact of the management tenant"),
+    RecommendedIndex(
+        "idx_clients_tenant_alga_tenant_id", "clients", ("tenant", "(properties->>'alga_tenant_id')"),
+        serves="customer tracking's client lookup reads every client of the management tenant "
+               "(with idx_clients_tenant_tenant_id: the lookup matches either key)"),
+    RecommendedIndex(
+        "idx_clients_tenant_tenant_id", "clients", ("tenant", "(properties->>'tenant_id')"),
+        serves="customer tracking's client lookup reads every client of the management tenant "
+               "(with idx_clients_tenant_alga_tenant_id: the lookup matches either key)"),
+)
+"""docs/database.md ("Indexes the worker recommends") gives each one's statement, plans and row counts."""
+
+# Valid btree indexes of the given tables: key columns as PostgreSQL prints them, and the predicate, in
+# the schema the search_path resolves each table to.
+_INDEXES_SQL = """
+SELECT c.relname::text, s.pos,
+       ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) AS k
+             ORDER BY k),
+       pg_get_expr(i.indpred, i.indrelid, true)
+FROM pg_index AS i
+JOIN pg_class AS c ON c.oid = i.indrelid
+JOIN pg_class AS ic ON ic.oid = i.indexrelid
+JOIN pg_am AS am ON am.oid = ic.relam
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+JOIN unnest(current_schemas(false)) WITH ORDINALITY AS s(schema_name, pos) ON s.schema_name = n.nspname::text
+WHERE i.indisvalid AND i.indisready AND am.amname = 'btree' AND c.relname::text = ANY(%s)
+"""
+
+_TABLES_SQL = """
+SELECT c.relname::text, min(s.pos)
+FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+JOIN unnest(current_schemas(false)) WITH ORDINALITY AS s(schema_name, pos) ON s.schema_name = n.nspname::text
+WHERE c.relkind IN ('r', 'p') AND c.relname::text = ANY(%s)
+GROUP BY c.relname
+"""
+
+
+async def missing_recommended_indexes(conn: AsyncConnection[Any],
+                                      recommended: tuple[RecommendedIndex, ...] = RECOMMENDED_INDEXES,
+                                      ) -> list[RecommendedIndex]:
+    """The recommended indexes the live database lacks, for tables it has (a missing table is the
+    contract's problem). Reads ``pg_catalog`` only; leaves an idle connection idle, as
+    :func:`verify_schema` does."""
+    tables = sorted({index.table for index in recommended})
+    was_idle = not conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE
+    try:
+        async with conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(_TABLES_SQL, (tables,))
+            resolved: dict[str, int] = {table: pos for table, pos in await cur.fetchall()}
+            await cur.execute(_INDEXES_SQL, (tables,))
+            index_rows = await cur.fetchall()
+    finally:
+        if was_idle and not conn.closed:
+            await conn.rollback()
+    live: dict[str, list[tuple[list[str], str | None]]] = {}
+    for table, pos, keys, predicate in index_rows:
+        if pos == resolved.get(table):
+            live.setdefault(table, []).append((list(keys), predicate))
+    return [index for index in recommended if index.table in resolved
+            and not any(index.satisfied_by(keys, predicate) for keys, predicate in live.get(index.table, ()))]
+
+
+def _normalise(expression: str) -> str:
+    """One spelling per expression: ``lower((email)::text)`` (a varchar column), ``lower(email)`` and
+    ``(properties ->> 'k'::text)`` / ``(properties->>'k')`` compare equal."""
+    return "".join(expression.replace("::text", "").replace("(", " ").replace(")", " ").split()).lower()
