@@ -20,8 +20,6 @@ MONITORING_DIR = REPO_ROOT / "deploy" / "monitoring"
 ALERTS = MONITORING_DIR / "alerts.yaml"
 ALERT_TESTS = MONITORING_DIR / "alerts.test.yaml"
 DASHBOARD = MONITORING_DIR / "dashboard.json"
-RUNBOOKS_DIR = REPO_ROOT / "docs" / "runbooks"
-RUNBOOK_BASE_URL = "https://github.com/Nine-Minds/alga-temporal-worker/blob/main/docs/runbooks/"
 JOB = "alga-temporal-worker"
 DATASOURCE_VARIABLE = "${datasource}"
 

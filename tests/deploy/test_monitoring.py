@@ -53,8 +53,6 @@ from monitoring_support import (
     EXTERNAL_METRICS,
     JOB,
     MONITORING_DIR,
-    RUNBOOK_BASE_URL,
-    RUNBOOKS_DIR,
     alert_exprs,
     alert_rules,
     alert_test_cases,
@@ -66,23 +64,10 @@ from monitoring_support import (
     referenced_metric_names,
     validate_prometheus_operator_object,
 )
+from tests.support.runbook_pages import ALERT_PAGES, RUNBOOK_BASE_URL, RUNBOOKS_DIR
 
 # The alerts of issue 11 and their runbook pages (docs/runbooks/<page>): exactly these, no more.
-RUNBOOK_PAGES = {
-    "TemporalWorkerDown": "worker-down.md",
-    "TemporalWorkerNoPollers": "no-pollers.md",
-    "TemporalWorkerNotReady": "worker-not-ready.md",
-    "TemporalScheduleToStartLatencyHigh": "schedule-to-start-latency.md",
-    "TemporalWorkflowFailureRatioHigh": "workflow-failure-ratio.md",
-    "TenantProvisioningFailures": "provisioning-failures.md",
-    "EmailSendFailures": "email-failures.md",
-    "NmStoreErrors": "nm-store-errors.md",
-    "StripeErrors": "stripe-errors.md",
-    "DatabasePoolExhausted": "db-pool-exhausted.md",
-    "DatabaseUnreachable": "database-unreachable.md",
-    "WorkerPodRestarting": "pod-restarts.md",
-    "VaultAgentInitFailing": "vault-agent-init.md",
-}
+RUNBOOK_PAGES = ALERT_PAGES
 # Alerts on counters over a window: each reads its counters through rate()/increase().
 WINDOWED_ALERTS = {"TemporalWorkflowFailureRatioHigh", "TenantProvisioningFailures", "EmailSendFailures",
                    "NmStoreErrors", "StripeErrors", "WorkerPodRestarting"}

@@ -31,6 +31,7 @@ from typing import Any
 import promql_parser
 import pytest
 import yaml
+from tests.support.runbook_pages import ALERT_PAGES, RUNBOOK_BASE_URL, SITUATION_PAGES
 from typer.main import get_command
 
 from alga_worker.cli import app
@@ -42,26 +43,6 @@ RUNBOOKS = ROOT / "docs" / "runbooks"
 ALERT_RULES = ROOT / "deploy" / "monitoring" / "alerts.yaml"
 DASHBOARD = ROOT / "deploy" / "monitoring" / "dashboard.json"
 CHART_VALUES = ROOT / "deploy" / "helm" / "temporal-worker" / "values.yaml"
-RUNBOOK_BASE_URL = "https://github.com/Nine-Minds/alga-temporal-worker/blob/main/docs/runbooks/"
-
-# The fixed names: alert -> page, and the situations without an alert of their own.
-ALERT_PAGES: dict[str, str] = {
-    "TemporalWorkerDown": "worker-down.md",
-    "TemporalWorkerNoPollers": "no-pollers.md",
-    "TemporalWorkerNotReady": "worker-not-ready.md",
-    "TemporalScheduleToStartLatencyHigh": "schedule-to-start-latency.md",
-    "TemporalWorkflowFailureRatioHigh": "workflow-failure-ratio.md",
-    "TenantProvisioningFailures": "provisioning-failures.md",
-    "EmailSendFailures": "email-failures.md",
-    "NmStoreErrors": "nm-store-errors.md",
-    "StripeErrors": "stripe-errors.md",
-    "DatabasePoolExhausted": "db-pool-exhausted.md",
-    "DatabaseUnreachable": "database-unreachable.md",
-    "WorkerPodRestarting": "pod-restarts.md",
-    "VaultAgentInitFailing": "vault-agent-init.md",
-}
-SITUATION_PAGES = ("worker-not-polling.md", "stuck-provisioning.md", "email-provider-outage.md",
-                   "nm-store-outage.md", "database-failover.md", "secret-rotation.md", "rollback.md")
 PAGES = (*ALERT_PAGES.values(), *SITUATION_PAGES)
 SECTIONS = ["Symptom", "Check", "Fix", "Related"]
 
