@@ -15,36 +15,21 @@ import contextlib
 import logging
 import os
 import signal
-from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker import Worker
 
-from alga_worker.activities.heartbeat import DEFAULT_INTERVAL_SECONDS as HEARTBEAT_INTERVAL_SECONDS
 from alga_worker.config import Settings, load_settings
 from alga_worker.runtime.logging import configure_logging
-from alga_worker.runtime.worker import SANDBOX, build_runtime, connect_client
+from alga_worker.runtime.worker import build_runtime, connect_client, runtime_options
 from bench.noop import NoopWorkflow, noop_activity
 
 log = logging.getLogger("bench.noop_worker")
 
 
 def build_noop_worker(settings: Settings, client: Client) -> Worker:
-    """A Worker with the real worker's runtime settings (runtime/worker.py ``build_worker``)."""
-    return Worker(
-        client,
-        task_queue=settings.task_queue,
-        workflows=[NoopWorkflow],
-        activities=[noop_activity],
-        max_concurrent_activities=settings.max_concurrent_activities,
-        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
-        max_cached_workflows=settings.max_cached_workflows,
-        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.workflow_task_pollers),
-        activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.activity_task_pollers),
-        graceful_shutdown_timeout=settings.graceful_shutdown_timeout,
-        workflow_runner=SANDBOX,
-        max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_INTERVAL_SECONDS),
-    )
+    """A Worker with the real worker's runtime settings (runtime/worker.py ``runtime_options``)."""
+    return Worker(client, workflows=[NoopWorkflow], activities=[noop_activity], **runtime_options(settings))
 
 
 async def run(settings: Settings) -> int:

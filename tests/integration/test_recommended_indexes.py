@@ -15,37 +15,16 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
-from psycopg.conninfo import make_conninfo
+from tests.support.databases import scratch_database
 from tests.support.processes import cli, start_worker
 
-from alga_worker.db.migrate import migrate
 from alga_worker.db.schema_contract import RECOMMENDED_INDEXES, missing_recommended_indexes, verify_schema
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "database.md"
 WARNING = "recommended index missing"
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(db: psycopg.AsyncConnection[Any], database_url: str,
-                           *statements: str) -> AsyncIterator[str]:
-    """A new database on the same server, migrated, then changed by ``statements`` (autocommit, so
-    ``CREATE INDEX CONCURRENTLY`` runs as operators run it); dropped after."""
-    name = f"recommended_{uuid.uuid4().hex[:10]}"
-    await db.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(database_url, dbname=name)
-    try:
-        await migrate(url)
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            for statement in statements:
-                await conn.execute(statement)
-        yield url
-    finally:
-        await db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def missing_names(url: str) -> list[str]:

@@ -10,47 +10,26 @@ project's own migrations, then changed with one or two statements, and dropped a
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from temporalio.testing import ActivityEnvironment
 from tests.support.data import tenant_row_counts, unique_email
+from tests.support.databases import scratch_database
 from tests.support.processes import cli
 from tests.support.workers import activity_name
 
 from alga_worker.config import load_settings
 from alga_worker.db import schema_contract
-from alga_worker.db.migrate import migrate
 from alga_worker.db.provisioning import TENANT_TABLES_DELETE_ORDER
 from alga_worker.db.schema_contract import CONTRACT, verify_schema
 from alga_worker.models import AdminUserInput, ProvisionTenantInput, RemoveTenantInput
 from alga_worker.runtime.worker import build_resources
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "database.md"
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(db: psycopg.AsyncConnection[Any], database_url: str,
-                           *statements: str) -> AsyncIterator[str]:
-    """A new database on the same server, migrated, then altered by ``statements``; dropped after."""
-    name = f"contract_{uuid.uuid4().hex[:10]}"
-    await db.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(database_url, dbname=name)
-    try:
-        await migrate(url)
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            for statement in statements:
-                await conn.execute(statement)
-        yield url
-    finally:
-        await db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 
 async def problems_of(url: str, **connect: Any) -> list[str]:

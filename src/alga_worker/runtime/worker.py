@@ -210,27 +210,35 @@ def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
                                   default_versioning_behavior=VERSIONING_BEHAVIOR)
 
 
+def runtime_options(settings: Settings) -> dict[str, Any]:
+    """The Worker arguments that size and pace it (slots, pollers, cache, drain, sandbox, heartbeats):
+    the real worker's, and the bench's no-op worker's that measures the ceiling on the same settings."""
+    return {
+        "task_queue": settings.task_queue,
+        "max_concurrent_activities": settings.max_concurrent_activities,
+        "max_concurrent_workflow_tasks": settings.max_concurrent_workflow_tasks,
+        "max_cached_workflows": settings.max_cached_workflows,
+        "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(settings.workflow_task_pollers),
+        "activity_task_poller_behavior": PollerBehaviorSimpleMaximum(settings.activity_task_pollers),
+        "graceful_shutdown_timeout": settings.graceful_shutdown_timeout,
+        "workflow_runner": SANDBOX,
+        # Heartbeats reach the server at the pace activities beat (not 0.8 x the heartbeat timeout), so
+        # a cancel (e.g. of a welcome email waiting to be sent) reaches the activity within seconds.
+        "max_heartbeat_throttle_interval": timedelta(seconds=HEARTBEAT_INTERVAL_SECONDS),
+    }
+
+
 def build_worker(client: Client, settings: Settings, activities: Sequence[Callable[..., Any]]) -> Worker:
     return Worker(
         client,
-        task_queue=settings.task_queue,
         workflows=list(WORKFLOWS),
         activities=list(activities),
-        max_concurrent_activities=settings.max_concurrent_activities,
-        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
-        max_cached_workflows=settings.max_cached_workflows,
-        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.workflow_task_pollers),
-        activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.activity_task_pollers),
-        graceful_shutdown_timeout=settings.graceful_shutdown_timeout,
-        workflow_runner=SANDBOX,
         # Database errors typed once for every activity; wrong start arguments typed for every workflow;
         # tenant ids on activity log lines and one log line per run's end (runtime/log_context.py).
         interceptors=[ProvisioningMetricsInterceptor(), LogContextInterceptor(), DatabaseErrorInterceptor(),
                       StrictStartInterceptor()],
-        # Heartbeats reach the server at the pace activities beat (not 0.8 x the heartbeat timeout), so
-        # a cancel (e.g. of a welcome email waiting to be sent) reaches the activity within seconds.
-        max_heartbeat_throttle_interval=timedelta(seconds=HEARTBEAT_INTERVAL_SECONDS),
         deployment_config=deployment_config(settings),
+        **runtime_options(settings),
     )
 
 
