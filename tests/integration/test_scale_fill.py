@@ -8,17 +8,11 @@ the management tenant holding one customer's tracking rows per tenant. Checked o
 
 from __future__ import annotations
 
-import contextlib
-import uuid
-from collections.abc import AsyncIterator
-from typing import Any
-
 import psycopg
 from bench.scale import DEV_MANAGEMENT_TENANT, fill
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
+from tests.support.databases import scratch_database
 
-from alga_worker.db.migrate import migrate
 from alga_worker.db.provisioning import count_tenant_rows
 from alga_worker.db.schema_contract import verify_schema
 
@@ -47,18 +41,6 @@ DANGLING = {
     "row without tenant": "SELECT count(*) FROM users x LEFT JOIN tenants t ON t.tenant = x.tenant"
                           " WHERE t.tenant IS NULL",
 }
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(db: psycopg.AsyncConnection[Any], database_url: str) -> AsyncIterator[str]:
-    name = f"scale_fill_{uuid.uuid4().hex[:10]}"
-    await db.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(database_url, dbname=name)
-    try:
-        await migrate(url)
-        yield url
-    finally:
-        await db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_filled_tenants_are_provisionings_with_distinct_people(db, stack) -> None:

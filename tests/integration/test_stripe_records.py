@@ -8,19 +8,16 @@ every column has another type of its declared family.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from tests.support.data import tenant_row_counts
+from tests.support.databases import scratch_database
 
-from alga_worker.db.migrate import migrate
 from alga_worker.db.provisioning import delete_tenant
 from alga_worker.db.schema_contract import CONTRACT, verify_schema
 from alga_worker.db.stripe_records import SKIPPED_PREFIX, SubscriptionSkipped, write_stripe_records
@@ -185,19 +182,6 @@ async def test_tenant_removal_takes_the_stripe_rows_with_it(db: Conn) -> None:
 
 
 # ---------------------------------------------------------------- the schema contract covers these statements
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(db: Conn, database_url: str) -> AsyncIterator[str]:
-    """A new, migrated database on the same server; dropped afterwards."""
-    name = f"stripe_{uuid.uuid4().hex[:10]}"
-    await db.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(database_url, dbname=name)
-    try:
-        await migrate(url)
-        yield url
-    finally:
-        await db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 ALTERNATIVES = {"text": "varchar(255)", "timestamp with time zone": "timestamp", "jsonb": "json",

@@ -32,7 +32,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
@@ -41,13 +40,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from tests.support.data import TEST_PEPPER, unique_email
+from tests.support.databases import scratch_database
 from tests.support.workers import activity_name
 
 from alga_worker import errors
 from alga_worker.activities.users import UserActivities
 from alga_worker.config import Settings, load_settings
 from alga_worker.db import users as users_sql
-from alga_worker.db.migrate import migrate
 from alga_worker.db.schema_contract import verify_schema
 from alga_worker.models import (
     AdminUserInput,
@@ -696,17 +695,10 @@ class AuditProbeWorkflow:
 
 @contextlib.asynccontextmanager
 async def database_without_audit_table(db: psycopg.AsyncConnection[Any], database_url: str) -> AsyncIterator[str]:
-    name = f"no_audit_{uuid.uuid4().hex[:10]}"
-    await db.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(database_url, dbname=name)
-    try:
-        await migrate(url)
+    async with scratch_database(db, database_url, "DROP TABLE extension_audit_logs") as url:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await conn.execute("DROP TABLE extension_audit_logs")
             assert await verify_schema(conn) == []  # the worker starts on it: auditing is not contracted
         yield url
-    finally:
-        await db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def test_a_missing_audit_table_is_a_schema_mismatch(client: Client, stack, db, users_env) -> None:
