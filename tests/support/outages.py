@@ -33,7 +33,7 @@ from tests.support.workers import outbox_messages
 from alga_worker import search_attributes
 from alga_worker.converter import DATA_CONVERTER
 from alga_worker.models import TenantCreationResult
-from alga_worker.runtime.devstack import find_binary, free_port
+from alga_worker.runtime.devstack import dev_server_dynamic_config_flags, find_binary, free_port
 
 T = TypeVar("T")
 
@@ -201,7 +201,7 @@ class FileBackedTemporal:
                 "--ip", "127.0.0.1", "--port", str(self.port), "--http-port", str(self.http_port),
                 "--metrics-port", str(self.metrics_port), "--headless", "--namespace", "default",
                 "--log-level", "warn", "--dynamic-config-value", "frontend.enableServerVersionCheck=false",
-                *search_attribute_flags()]
+                *dev_server_dynamic_config_flags(), *search_attribute_flags()]
 
     async def start(self, timeout: float = 30) -> None:
         """Start the server and wait (bounded) until its default namespace answers."""

@@ -28,6 +28,22 @@ from alga_worker.db.migrate import migrate
 log = logging.getLogger(__name__)
 
 
+# The dev server's history service reads each new transfer task (a workflow or activity task to hand to
+# matching) at most `transferProcessorMaxPollRPS` times a second per shard, 20 by default: a workflow
+# task that follows a short step waited up to 50 ms for the next read, which was most of a provisioning's
+# latency on this stack (docs/performance.md, "Where the time goes"). Reads happen only when there are
+# new tasks, so an idle server does no more work with a higher rate.
+DEV_SERVER_DYNAMIC_CONFIG = {"history.transferProcessorMaxPollRPS": "1000"}
+
+
+def dev_server_dynamic_config_flags() -> list[str]:
+    """``--dynamic-config-value`` flags for every `temporal server start-dev` the project starts."""
+    flags = []
+    for key, value in DEV_SERVER_DYNAMIC_CONFIG.items():
+        flags += ["--dynamic-config-value", f"{key}={value}"]
+    return flags
+
+
 class DevStackError(RuntimeError):
     """The embedded stack could not start (a missing binary, a port in use, a broken pgdata)."""
 
@@ -113,7 +129,7 @@ class DevStack:
                 dev_server_log_level="error",
                 search_attributes=search_attributes.ALL,
                 dev_server_extra_args=["--http-port", str(free_port()),
-                                       "--metrics-port", str(free_port())],
+                                       "--metrics-port", str(free_port()), *dev_server_dynamic_config_flags()],
             )
         except Exception as err:
             await asyncio.to_thread(self._stop_pg)
