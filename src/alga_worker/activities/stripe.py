@@ -36,11 +36,10 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pydantic
-import stripe
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -49,6 +48,9 @@ from alga_worker.config import Settings
 from alga_worker.models import StripeDetails, StripeDetailsInput, TagStripeSubscriptionInput
 from alga_worker.runtime import metrics
 from alga_worker.runtime.metrics import call_outcome, record
+
+if TYPE_CHECKING:  # imported where a client is built: a worker without STRIPE_SECRET_KEY never loads the SDK
+    import stripe
 
 __all__ = ["API_VERSION", "TENANT_METADATA_KEY", "StripeActivities", "classify_stripe_error"]
 
@@ -78,6 +80,8 @@ class StripeActivities:
         self._http: stripe.HTTPXClient | None = None
         self._client: stripe.StripeClient | None = None
         if settings.stripe_secret_key is not None:
+            import stripe
+
             self._http = stripe.HTTPXClient(timeout=_HTTP_TIMEOUT)
             self._client = stripe.StripeClient(
                 settings.stripe_secret_key.get_secret_value(),
@@ -241,6 +245,8 @@ _OPERATIONS: dict[str, str] = {
 async def _stripe_call(what: str) -> AsyncIterator[None]:
     """Turn the SDK's exceptions into typed activity failures, unchained (see the module docstring),
     and count the call by its outcome."""
+    import stripe  # loaded already: a call needs a client, and building one imported it
+
     operation = _OPERATIONS.get(what, metrics.OTHER)
     try:
         yield
@@ -253,6 +259,8 @@ async def _stripe_call(what: str) -> AsyncIterator[None]:
 
 def classify_stripe_error(err: stripe.StripeError, what: str) -> ApplicationError:
     """The typed failure for a Stripe SDK error raised while reading or writing ``what``."""
+    import stripe
+
     headers = {str(k).lower(): str(v) for k, v in (err.headers or {}).items()}
     facts: dict[str, Any] = {"httpStatus": err.http_status, "stripeCode": _code(err), "requestId": err.request_id}
     facts = {k: v for k, v in facts.items() if v is not None}

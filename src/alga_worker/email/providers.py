@@ -11,7 +11,6 @@ from typing import Protocol
 from alga_worker.config import EmailProvider, Settings
 from alga_worker.email.message import EmailMessage, SendResult
 from alga_worker.email.outbox import OutboxEmailSender
-from alga_worker.email.resend_sender import ResendEmailSender
 from alga_worker.email.smtp import SmtpEmailSender
 
 
@@ -34,6 +33,9 @@ def build_email_sender(settings: Settings) -> EmailSender:
     if provider is EmailProvider.RESEND:
         if settings.resend_api_key is None:  # load_settings already refuses this; kept for direct use
             raise ValueError("RESEND_API_KEY is required when EMAIL_PROVIDER=resend")
+        # Imported here: the Resend SDK and `requests` under it cost a worker on another provider ~7 MiB.
+        from alga_worker.email.resend_sender import ResendEmailSender
+
         return ResendEmailSender(api_key=settings.resend_api_key.get_secret_value(),
                                  api_url=str(settings.resend_api_url),
                                  from_address=settings.email_from_address,
