@@ -31,7 +31,7 @@ from alga_worker.config import load_settings
 from alga_worker.converter import DATA_CONVERTER
 from alga_worker.runtime.devstack import DevStack
 from alga_worker.security import PasswordHasher
-from bench import history, promtext, workload
+from bench import cputime, history, promtext, workload
 from bench.noop import NOOP_WORKFLOW
 from bench.otlp import OtlpReceiver, Span, ancestors, trace_of
 from bench.processes import Process, start_noop_worker, start_worker
@@ -65,6 +65,11 @@ class Context:
     def log(self, name: str) -> Path:
         return self.root / "logs" / f"{name}.log"
 
+    def processes(self, worker: Process) -> cputime.Processes:
+        """The processes whose CPU a phase counts: ``worker``, this stack's servers, this client."""
+        postmaster = cputime.postmaster_pid(self.stack.root / "pgdata")
+        return cputime.Processes(worker_pid=worker.pid, postmaster_pid=postmaster)
+
 
 async def _results(handles: Sequence[WorkflowHandle[Any, Any]], proc: Process) -> None:
     """Every run's result, failing early (with the worker's output) if the worker process dies."""
@@ -89,9 +94,12 @@ async def ceiling(ctx: Context, n: int, queue: str, sequential: int = 0) -> dict
         rss = proc.peak_rss_bytes()
         tasks = _mean_workflow_task_ms(await proc.scrape())
         if sequential:
+            processes = ctx.processes(proc)
+            cpu_before = processes.sample()
             latencies, singles = await workload.one_at_a_time(ctx.client, queue, sequential, "bench-noop-seq",
                                                               workflow=NOOP_WORKFLOW, args=None)
-            floor = {"one_at_a_time": {**_latency(latencies),
+            cpu = cputime.delta_per_run(cpu_before, processes.sample(), sequential)
+            floor = {"one_at_a_time": {**_latency(latencies), "cpu_ms_per_run": cpu,
                                        "server_timeline": history.median_timeline(await history.run_costs(singles))}}
     finally:
         await proc.terminate()
@@ -166,12 +174,15 @@ def _latency(latencies: list[float]) -> dict[str, Any]:
 
 async def one_at_a_time(ctx: Context, proc: Process, n: int, prefix: str = "bench-seq") -> dict[str, Any]:
     """(c) ``n`` provisionings one after another on the idle stack, on the drain's (warm) worker."""
+    processes = ctx.processes(proc)
     before = promtext.histograms(await proc.scrape())
+    cpu_before = processes.sample()
     latencies, handles = await workload.one_at_a_time(ctx.client, "bench-tenants", n, prefix)
+    cpu = cputime.delta_per_run(cpu_before, processes.sample(), n)
     after = promtext.histograms(await proc.scrape())
     timeline = history.median_timeline(await history.run_costs(handles))
-    return {**_latency(latencies), "worker_metrics": _histogram_breakdown(promtext.delta(before, after), n),
-            "server_timeline": timeline}
+    return {**_latency(latencies), "cpu_ms_per_run": cpu,
+            "worker_metrics": _histogram_breakdown(promtext.delta(before, after), n), "server_timeline": timeline}
 
 
 def pbkdf2(ctx: Context, repeats: int = 20) -> dict[str, Any]:

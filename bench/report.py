@@ -85,6 +85,12 @@ def _per_tenant_rows(label: str, run: dict[str, Any]) -> list[tuple[str, ...]]:
     ]
 
 
+def _cpu_row(label: str, cpu: dict[str, float]) -> tuple[str, str, str]:
+    return (label, f"{cpu['total']:.1f} ms",
+            f"worker {cpu['worker']:.1f}, Temporal {cpu['temporal']:.1f}, PostgreSQL {cpu['postgresql']:.1f}, "
+            f"client {cpu['client']:.1f}")
+
+
 def render(results: dict[str, Any]) -> str:
     m, c, d, lat, p = results["machine"], results["ceiling"], results["drain"], results["latency"], results["probe"]
     plain = p["plain"]
@@ -102,6 +108,8 @@ def render(results: dict[str, Any]) -> str:
          f"{lat['runs']} runs, mean {lat['mean_ms']:.0f} ms"),
         ("no-op one at a time p50 / p95 (floor)",
          f"{floor['p50_ms']:.0f} / {floor['p95_ms']:.0f} ms", "the stack's latency for one no-op activity"),
+        _cpu_row("CPU per run, one at a time: no-op", floor["cpu_ms_per_run"]),
+        _cpu_row("CPU per run, one at a time: provisioning", lat["cpu_ms_per_run"]),
         ("worker peak RSS (drain)", f"{d['worker_peak_rss_mib']:.0f} MiB", "VmHWM of the worker process"),
         ("no-op worker peak RSS (ceiling)", f"{c['worker_peak_rss_mib']:.0f} MiB",
          "same runtime settings, no provisioning code"),
