@@ -154,6 +154,25 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SMTP_USERNAME", "smtp_username", None, False, "SMTP user."),
     Variable("SMTP_PASSWORD", "smtp_password", None, True, "SMTP password."),
     Variable("SMTP_STARTTLS", "smtp_starttls", "true", False, "Use STARTTLS on the SMTP connection."),
+    # Tenant exports (tenantExportWorkflow, docs/lifecycle.md "Export"): an S3-compatible bucket, else a folder.
+    Variable("EXPORT_S3_BUCKET", "export_s3_bucket", None, False,
+             "Bucket tenant exports are written to (S3 or S3-compatible). Wins over EXPORT_DIR. Neither set: "
+             "an export fails with ConfigurationError."),
+    Variable("EXPORT_S3_PREFIX", "export_s3_prefix", "tenant-exports", False,
+             "Key prefix of exports: <prefix>/<tenantId>/<exportId>/<table>.jsonl.gz and manifest.json."),
+    Variable("EXPORT_S3_ENDPOINT_URL", "export_s3_endpoint_url", None, False,
+             "S3 endpoint of a non-AWS store (MinIO, R2, Ceph ...); unset: AWS."),
+    Variable("EXPORT_S3_REGION", "export_s3_region", None, False,
+             "S3 region; unset: boto3's (AWS_REGION, AWS_DEFAULT_REGION, profile)."),
+    Variable("EXPORT_S3_ACCESS_KEY_ID", "export_s3_access_key_id", None, True,
+             "Access key id for the bucket (with EXPORT_S3_SECRET_ACCESS_KEY); unset: boto3's credential "
+             "chain (IRSA, AWS_* variables, instance profile)."),
+    Variable("EXPORT_S3_SECRET_ACCESS_KEY", "export_s3_secret_access_key", None, True,
+             "Secret access key for the bucket (with EXPORT_S3_ACCESS_KEY_ID)."),
+    Variable("EXPORT_DIR", "export_dir", None, False,
+             "Local folder exports are written to when EXPORT_S3_BUCKET is unset (a mounted volume)."),
+    Variable("EXPORT_BATCH_SIZE", "export_batch_size", "1000", False,
+             "Rows fetched per batch while exporting a table (bounds the worker's memory)."),
     Variable("MAX_CONCURRENT_ACTIVITIES", "max_concurrent_activities", "20", False,
              "Activity slots per worker."),
     Variable("MAX_CONCURRENT_WORKFLOWS", "max_concurrent_workflow_tasks", "20", False,
@@ -393,6 +412,16 @@ class Settings(BaseModel):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool
 
+    # Tenant exports (docs/lifecycle.md "Export").
+    export_s3_bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    export_s3_prefix: str = Field(max_length=512, pattern=r"^[A-Za-z0-9!_.*'()/-]*$")
+    export_s3_endpoint_url: AnyHttpUrl | None = None
+    export_s3_region: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,64}$")
+    export_s3_access_key_id: SecretStr | None = None
+    export_s3_secret_access_key: SecretStr | None = None
+    export_dir: Path | None = None
+    export_batch_size: int = Field(ge=1, le=100_000)
+
     max_concurrent_activities: int = Field(ge=1, le=1000)
     max_concurrent_workflow_tasks: int = Field(ge=2, le=1000)
     max_cached_workflows: int = Field(ge=0, le=100_000)
@@ -428,6 +457,14 @@ class Settings(BaseModel):
         from alga_worker.email.message import normalize_address
 
         return None if value is None else normalize_address(value)
+
+    @field_validator("export_s3_prefix")
+    @classmethod
+    def _key_prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if any(part in ("", ".", "..") for part in value.split("/")) and value:
+            raise ValueError("must be key segments separated by single slashes, without . or ..")
+        return value
 
     @field_validator("metrics_host")
     @classmethod
@@ -578,6 +615,10 @@ def _cross_checks(raw: Mapping[str, Any], field_to_var: Mapping[str, str]) -> li
         problems.append(("RESEND_API_KEY", "required when EMAIL_PROVIDER=resend"))
     if provider == EmailProvider.SMTP.value and not raw.get("smtp_host"):
         problems.append(("SMTP_HOST", "required when EMAIL_PROVIDER=smtp"))
+    if bool(raw.get("export_s3_access_key_id")) != bool(raw.get("export_s3_secret_access_key")):
+        problems.append(("EXPORT_S3_SECRET_ACCESS_KEY" if raw.get("export_s3_access_key_id")
+                         else "EXPORT_S3_ACCESS_KEY_ID", "EXPORT_S3_ACCESS_KEY_ID and EXPORT_S3_SECRET_ACCESS_KEY "
+                         "are set together or not at all"))
     if raw.get("worker_deployment_name") and str(raw.get("build_id", "")).strip().lower() == "dev":
         # "dev" is the Dockerfile's default: every image built without a build id would join (and be
         # pinned to) the same version, so a rollout could not tell old code from new.

@@ -23,6 +23,9 @@ CONFIGURATION_ERROR = "ConfigurationError"
 AMBIGUOUS_CUSTOMER = "AmbiguousCustomerError"
 # The request names a tenant id this database does not have: a retry would find the same nothing.
 TENANT_NOT_FOUND = "TenantNotFoundError"
+# Tenant exports (``activities/tenant_export.py``): the bucket or folder did not answer (5xx, timeout,
+# connection refused, disk full): retryable. Refusals (no such bucket, access denied) are ConfigurationError.
+EXPORT_STORAGE_UNAVAILABLE = "ExportStorageUnavailableError"
 
 # User management (``activities/users.py``): each is final, a retry would meet the same state.
 USER_NOT_FOUND = "UserNotFoundError"  # no such user in that tenant (or the tenant has no active MSP admin)

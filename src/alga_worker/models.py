@@ -946,3 +946,183 @@ class EmailSmokeTestResult(WireModel):
 
     template: EmailTemplate
     email_result: EmailSmokeTestOutcome
+
+
+# ---- tenant suspension (issue 13): suspendTenantWorkflow, resumeTenantWorkflow ----
+
+WORKFLOW_TYPE_SUSPEND_TENANT = "suspendTenantWorkflow"
+WORKFLOW_TYPE_RESUME_TENANT = "resumeTenantWorkflow"
+
+
+class SuspensionReasonCode(StrEnum):
+    """Alga's ``tenants.suspended_reason``: a code its CHECK constraint allows, not free text.
+
+    Alga's migration (``20260724120000_add_suspension_to_tenants``) allows only ``tenant_cancelled`` so
+    far; a resume clears only a suspension with the code it names (as Alga's ``resumeTenant``), so a
+    suspension for another reason, once Alga adds one, survives a cancellation's rollback."""
+
+    TENANT_CANCELLED = "tenant_cancelled"
+
+
+# Why, in words (recorded in the audit log, never in the tenants row).
+SuspensionReasonText = Annotated[str, AfterValidator(_text(500))]
+
+
+class SuspendTenantRequest(WireModel):
+    """What callers send to ``suspendTenantWorkflow``: the tenant, why, and who asks."""
+
+    tenant_id: WireUUID
+    reason: SuspensionReasonText
+    reason_code: SuspensionReasonCode = SuspensionReasonCode.TENANT_CANCELLED
+    triggered_by: Actor | None = None
+    triggered_by_email: Email | None = None
+
+
+class ResumeTenantRequest(WireModel):
+    """What callers send to ``resumeTenantWorkflow``: only a suspension with ``reasonCode`` is cleared."""
+
+    tenant_id: WireUUID
+    reason: SuspensionReasonText | None = None
+    reason_code: SuspensionReasonCode = SuspensionReasonCode.TENANT_CANCELLED
+    triggered_by: Actor | None = None
+    triggered_by_email: Email | None = None
+
+
+class TenantSuspensionChange(WireModel):
+    """Input of the ``suspend_tenant``/``resume_tenant`` activities (also for the deletion workflow).
+
+    ``log_id`` is minted by the calling run: the audit row written with the change carries it, so a
+    retry after COMMIT recognises its own change (``changed`` stays true) instead of reporting "nothing
+    to do"."""
+
+    tenant_id: WireUUID
+    reason_code: SuspensionReasonCode = SuspensionReasonCode.TENANT_CANCELLED
+    reason: SuspensionReasonText | None = None
+    triggered_by: Actor | None = None
+    triggered_by_email: Email | None = None
+    log_id: WireUUID
+    workflow_id: str = Field(min_length=1, max_length=1000)
+
+
+class TenantSuspensionResult(WireModel):
+    """Result of both activities and both workflows: the tenant's suspension after the call."""
+
+    success: bool = True
+    tenant_id: WireUUID
+    suspended: bool = Field(description="Whether the tenant is suspended now (tenants.suspended_at set).")
+    changed: bool = Field(description="False when it already was in the requested state: nothing written.")
+    suspended_at: datetime | None = Field(default=None, description="When the current suspension began.")
+    reason_code: str | None = Field(default=None, description="The stored tenants.suspended_reason, if suspended.")
+    reason: str | None = Field(default=None, description="This request's reason, in words.")
+    triggered_by: str | None = None
+    audit_log_id: str | None = Field(default=None, description="extension_audit_logs row; None if not recorded.")
+
+
+# ---- tenant export (issue 13): tenantExportWorkflow ----
+
+WORKFLOW_TYPE_TENANT_EXPORT = "tenantExportWorkflow"
+
+
+class TenantExportRequest(WireModel):
+    """``tenantExportWorkflow`` input, as the original's (``tenantId``, ``requestedBy``, ``reason``,
+    ``urlExpiresIn``) plus ``exportId`` (the run mints one when absent). ``urlExpiresIn`` is accepted for
+    the original's callers and unused: the export stays in the bucket, no presigned URL is made."""
+
+    tenant_id: WireUUID
+    requested_by: Actor | None = None
+    reason: Annotated[str, AfterValidator(_text(500))] | None = None
+    export_id: WireUUID | None = None
+    url_expires_in: int | None = Field(default=None, ge=1, le=604_800)
+
+
+class TenantExportInput(WireModel):
+    """``export_tenant_data`` activity input (the deletion workflow calls the activity with it too)."""
+
+    tenant_id: WireUUID
+    export_id: WireUUID
+    requested_by: str | None = None
+    reason: str | None = None
+    requested_at: datetime | None = Field(default=None, description="The run's start: the manifest's createdAt.")
+
+
+class ExportDestination(StrEnum):
+    S3 = "s3"
+    LOCAL = "local"
+
+
+class ExportedTable(WireModel):
+    """One table of an export: its object, row count, compressed size and SHA-256 (hex) of the object."""
+
+    table: str
+    key: str
+    rows: int
+    bytes: int
+    sha256: str
+    excluded_columns: list[str] = Field(default_factory=list)
+
+
+class TenantExportOutcome(WireModel):
+    """What ``export_tenant_data`` wrote and where: ``location`` is ``s3://bucket/<exportKey>/`` or the
+    folder; ``manifestKey`` the manifest's object key (``<exportKey>/manifest.json``)."""
+
+    export_id: WireUUID
+    tenant_id: WireUUID
+    tenant_name: str | None = None
+    destination: ExportDestination
+    bucket: str | None = None
+    location: str
+    export_key: str
+    manifest_key: str
+    schema_version: str | None = None
+    created_at: datetime
+    file_size_bytes: int
+    table_count: int
+    record_count: int
+    tables: list[ExportedTable]
+
+
+class TenantExportStep(StrEnum):
+    INITIALIZING = "initializing"
+    COLLECTING_DATA = "collecting_data"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class TenantExportStatus(StrEnum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class TenantExportState(WireModel):
+    """``getState`` (and the original's ``getExportState``): the step, and once written, where and what.
+    Live per-table progress is in the export activity's heartbeat details (``alga-worker tenant export``
+    shows it)."""
+
+    step: TenantExportStep
+    status: TenantExportStatus
+    export_id: WireUUID
+    tenant_id: WireUUID
+    tenant_name: str | None = None
+    bucket: str | None = None
+    s3_key: str | None = None
+    location: str | None = None
+    file_size_bytes: int | None = None
+    table_count: int | None = None
+    record_count: int | None = None
+    tables: list[ExportedTable] = Field(default_factory=list)
+    error: str | None = None
+    error_type: str | None = None
+    started_at: datetime
+    completed_at: datetime | None = None
+
+
+class TenantExportResult(TenantExportOutcome):
+    """The workflow's result: the original's fields (``success``, ``status``, ``s3Key`` = the manifest's
+    key, ``fileSizeBytes``, ``tableCount``, ``recordCount``) plus where each table went. A failure fails
+    the run with a typed error instead of returning ``success: false``."""
+
+    success: bool = True
+    status: TenantExportStatus = TenantExportStatus.COMPLETED
+    s3_key: str

@@ -3,6 +3,8 @@
     .venv/bin/python -m tests.support.record_histories            # the pre-checkout set (kept as is)
     .venv/bin/python -m tests.support.record_histories checkout   # a checkout run with every step
     .venv/bin/python -m tests.support.record_histories users      # one-mailer runs and every user/email workflow
+    .venv/bin/python -m tests.support.record_histories suspension # suspendTenantWorkflow, resumeTenantWorkflow
+    .venv/bin/python -m tests.support.record_histories export     # tenantExportWorkflow: written, unknown tenant
 
 Commit the JSON files it writes. The first set predates ``checkout-processing-v1``: it proves that
 runs started before that patch still replay, so do not re-record it with today's code. A replay
@@ -156,8 +158,69 @@ async def users() -> None:
                 print(f"wrote {name}.json ({len(history.events)} events)")
 
 
+async def suspension() -> None:
+    """Issue 13's suspension pair: one tenant suspended, then resumed (each with its audit record)."""
+    mgmt = "00000000-0000-4000-8000-000000000001"
+    with tempfile.TemporaryDirectory() as root:
+        Path(root).chmod(0o755)
+        async with DevStack(Path(root) / "stack", ephemeral=True) as stack:
+            queue = "record-histories"
+            settings = load_settings(stack.worker_environment(
+                ALGA_AUTH_KEY=TEST_PEPPER, TEMPORAL_TASK_QUEUE=queue, EMAIL_OUTBOX_DIR=str(Path(root) / "outbox"),
+                SECRETS_DIR=str(Path(root) / "secrets"), MANAGEMENT_TENANT_ID=mgmt))
+            client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
+            async with running_worker(client, settings):
+                created = await client.start_workflow("tenantCreationWorkflow", tenant_request(),
+                                                      id=f"replay-suspension-tenant-{uuid.uuid4().hex[:8]}",
+                                                      task_queue=queue)
+                tenant = (await created.result())["tenantId"]
+                handles: dict[str, Any] = {}
+                for name, workflow, arg in (
+                        ("suspend_tenant", "suspendTenantWorkflow",
+                         {"tenantId": tenant, "reason": "replay", "triggeredBy": "replay"}),
+                        ("resume_tenant", "resumeTenantWorkflow",
+                         {"tenantId": tenant, "reason": "replay", "triggeredBy": "replay"})):
+                    handles[name] = await client.start_workflow(workflow, arg, task_queue=queue,
+                                                                id=f"replay-{name}-{uuid.uuid4().hex[:8]}")
+                    await handles[name].result()
+            for name, handle in handles.items():
+                history = await handle.fetch_history()
+                (OUT / f"{name}.json").write_text(history.to_json())
+                print(f"wrote {name}.json ({len(history.events)} events)")
+
+
+async def export() -> None:
+    """Issue 13's export: one tenant exported into the dev stack's EXPORT_DIR, and an unknown tenant refused."""
+    with tempfile.TemporaryDirectory() as root:
+        Path(root).chmod(0o755)
+        async with DevStack(Path(root) / "stack", ephemeral=True) as stack:
+            queue = "record-histories"
+            settings = load_settings(stack.worker_environment(
+                ALGA_AUTH_KEY=TEST_PEPPER, TEMPORAL_TASK_QUEUE=queue, EMAIL_OUTBOX_DIR=str(Path(root) / "outbox"),
+                SECRETS_DIR=str(Path(root) / "secrets")))
+            client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
+            async with running_worker(client, settings):
+                created = await client.start_workflow("tenantCreationWorkflow", tenant_request(),
+                                                      id=f"replay-export-tenant-{uuid.uuid4().hex[:8]}",
+                                                      task_queue=queue)
+                tenant = (await created.result())["tenantId"]
+                written = await client.start_workflow(
+                    "tenantExportWorkflow", {"tenantId": tenant, "requestedBy": "replay", "reason": "replay"},
+                    id=f"replay-tenant-export-{uuid.uuid4().hex[:8]}", task_queue=queue)
+                await written.result()
+                unknown = await client.start_workflow(
+                    "tenantExportWorkflow", {"tenantId": str(uuid.uuid4())},
+                    id=f"replay-tenant-export-unknown-{uuid.uuid4().hex[:8]}", task_queue=queue)
+                with contextlib.suppress(WorkflowFailureError):
+                    await unknown.result()
+            for name, handle in (("tenant_export", written), ("tenant_export_unknown_tenant", unknown)):
+                history = await handle.fetch_history()
+                (OUT / f"{name}.json").write_text(history.to_json())
+                print(f"wrote {name}.json ({len(history.events)} events)")
+
+
 if __name__ == "__main__":
     import sys
 
-    modes = {"checkout": checkout, "users": users}
+    modes = {"checkout": checkout, "users": users, "suspension": suspension, "export": export}
     asyncio.run(modes[sys.argv[1]]() if sys.argv[1:] else main())

@@ -26,7 +26,7 @@ settings = load_settings(json.loads(sys.argv[1]))
 sender = build_email_sender(settings)
 StripeActivities(settings)
 print(json.dumps({"sender": sender.name,
-                  "loaded": sorted(m for m in ("stripe", "resend", "requests") if m in sys.modules)}))
+                  "loaded": sorted(m for m in ("stripe", "resend", "requests", "boto3") if m in sys.modules)}))
 """
 
 

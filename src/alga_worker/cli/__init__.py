@@ -45,6 +45,9 @@ from alga_worker.cli.common import start_and_wait as _start_and_wait
 from alga_worker.cli.common import validation_problems as _validation_problems
 from alga_worker.cli.deployment import deployment_app, pinned_override
 from alga_worker.cli.emails import email_app
+from alga_worker.cli.tenant_export import tenant_export
+from alga_worker.cli.tenant_suspension import columns_missing as tenant_suspension_columns_missing
+from alga_worker.cli.tenant_suspension import register as register_tenant_suspension
 from alga_worker.cli.users import user_app
 from alga_worker.config import (
     ConfigError,
@@ -74,7 +77,8 @@ DEFAULT_DEV_DIR = Path(".dev-stack")
 # No pretty tracebacks: they print local variables, and locals can hold secrets.
 app = typer.Typer(help="Alga PSA Temporal worker.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
-tenant_app = typer.Typer(help="Start, inspect, cancel and list tenant creations.", no_args_is_help=True)
+tenant_app = typer.Typer(help="Start, inspect, cancel and list tenant creations; suspend, resume and export tenants.",
+                         no_args_is_help=True)
 db_app = typer.Typer(help="Dev/test database schema.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(db_app, name="db")
@@ -191,6 +195,7 @@ async def _check_schema(conninfo: str) -> int:
         async with await AsyncConnection.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
             problems = await verify_schema(conn)
             missing = [] if problems else await _missing_recommended_indexes(conn)
+            no_suspension = [] if problems else await tenant_suspension_columns_missing(conn)
     except Exception as err:
         err_console.print(f"[red]✗[/] database: schema contract check failed: {type(err).__name__}")
         return EXIT_DB
@@ -207,6 +212,9 @@ async def _check_schema(conninfo: str) -> int:
                           f"({escape(', '.join(index.keys))}); without it {escape(index.serves)}. Create it with: "
                           f"{escape(index.ddl)}  (docs/database.md §7, \"Indexes the worker recommends\")",
                           soft_wrap=True)
+    if no_suspension:  # a feature of newer Alga versions: a warning, the worker runs without it
+        err_console.print(f"[yellow]![/] tenant suspension unavailable: the database has no "
+                          f"{escape(', '.join(no_suspension))} (docs/lifecycle.md, \"Suspension\")", soft_wrap=True)
     return EXIT_OK
 
 
@@ -574,6 +582,12 @@ async def _set_license_count(request: UpdateLicenseCountRequest) -> int:
     table.add_row("event id", result.event_id or "-")
     out.print(table)
     return EXIT_OK
+
+
+register_tenant_suspension(tenant_app)  # tenant suspend, tenant resume
+
+
+tenant_app.command("export")(tenant_export)  # tenant export (docs/lifecycle.md "Export")
 
 
 @app.command("health-check")

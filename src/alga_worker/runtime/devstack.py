@@ -166,6 +166,7 @@ class DevStack:
             "ALGA_AUTH_KEY": self.pepper(),
             "EMAIL_PROVIDER": "outbox",
             "EMAIL_OUTBOX_DIR": str(self.root / "outbox"),
+            "EXPORT_DIR": str(self.root / "exports"),  # tenant exports (docs/lifecycle.md "Export")
             "SECRETS_DIR": str(self.root / "secrets"),
             "NODE_ENV": "development",
             "METRICS_PORT": "0",

@@ -51,6 +51,8 @@ from alga_worker.activities.heartbeat import DEFAULT_INTERVAL_SECONDS as HEARTBE
 from alga_worker.activities.licenses import LicenseActivities
 from alga_worker.activities.notifications import NotificationActivities
 from alga_worker.activities.stripe import StripeActivities
+from alga_worker.activities.tenant_export import TenantExportActivities
+from alga_worker.activities.tenant_suspension import TenantSuspensionActivities
 from alga_worker.activities.tenants import TenantActivities
 from alga_worker.activities.users import UserActivities
 from alga_worker.config import Settings
@@ -174,6 +176,8 @@ async def build_resources(settings: Settings) -> WorkerResources:
     # Audit records go to the master billing tenant, as the original's; else the management tenant.
     users = UserActivities(pool, hasher, sealer,
                            audit_tenant_id=settings.master_billing_tenant_id or settings.management_tenant_id)
+    suspension = TenantSuspensionActivities(pool, settings.management_tenant_id, settings.master_billing_tenant_id)
+    exports = TenantExportActivities(pool, settings)
     activities: list[Callable[..., Any]] = [
         customers.track_customer, customers.untrack_customer, customers.track_customer_records,
         customers.load_customer_facts,
@@ -186,6 +190,8 @@ async def build_resources(settings: Settings) -> WorkerResources:
         notifications.send_email, notifications.seal_test_password,
         users.create_user, users.find_user, users.set_temporary_password, users.set_user_active,
         users.record_audit, users.remove_user,
+        exports.export_tenant_data,
+        suspension.suspend_tenant, suspension.resume_tenant,
     ]
     return WorkerResources(pool=pool, sender=sender, activities=activities, http=http, stripe=stripe)
 

@@ -19,6 +19,8 @@ from alga_worker.workflows.email import SendEmailWorkflow, TestEmailWorkflow
 from alga_worker.workflows.health_check import HealthCheckWorkflow
 from alga_worker.workflows.licenses import UpdateTenantLicenseCountWorkflow
 from alga_worker.workflows.tenant_creation import TenantCreationWorkflow
+from alga_worker.workflows.tenant_export import TenantExportWorkflow
+from alga_worker.workflows.tenant_suspension import ResumeTenantWorkflow, SuspendTenantWorkflow
 from alga_worker.workflows.users import (
     CreateUserWorkflow,
     DeactivateUserWorkflow,
@@ -29,12 +31,13 @@ from alga_worker.workflows.users import (
 
 WORKFLOWS = (TenantCreationWorkflow, HealthCheckWorkflow, CustomerTrackingWorkflow, UpdateTenantLicenseCountWorkflow,
              CreateUserWorkflow, ResendWelcomeEmailWorkflow, ResetUserPasswordWorkflow, DeactivateUserWorkflow,
-             ReactivateUserWorkflow, SendEmailWorkflow, TestEmailWorkflow)
+             ReactivateUserWorkflow, SendEmailWorkflow, TestEmailWorkflow,
+             SuspendTenantWorkflow, ResumeTenantWorkflow, TenantExportWorkflow)
 
 # The worker's default versioning behaviour when it joins a Worker Deployment (see the docstring).
 VERSIONING_BEHAVIOR = VersioningBehavior.PINNED
 
 __all__ = ["VERSIONING_BEHAVIOR", "WORKFLOWS", "CreateUserWorkflow", "CustomerTrackingWorkflow",
            "DeactivateUserWorkflow", "HealthCheckWorkflow", "ReactivateUserWorkflow", "ResendWelcomeEmailWorkflow",
-           "ResetUserPasswordWorkflow", "SendEmailWorkflow", "TenantCreationWorkflow", "TestEmailWorkflow",
-           "UpdateTenantLicenseCountWorkflow"]
+           "ResetUserPasswordWorkflow", "ResumeTenantWorkflow", "SendEmailWorkflow", "SuspendTenantWorkflow",
+           "TenantCreationWorkflow", "TenantExportWorkflow", "TestEmailWorkflow", "UpdateTenantLicenseCountWorkflow"]

@@ -313,7 +313,7 @@ configured name (PASSWORD_PEPPER_VARIABLE). JSON list; the chart's tests compare
 {{- end }}
 
 {{- define "temporal-worker.secretVariables" -}}
-{{- $names := list "DATABASE_URL" "DB_PASSWORD_ADMIN" "DB_PASSWORD_SERVER" "INTERNAL_API_SHARED_SECRET" "RESEND_API_KEY" "SMTP_PASSWORD" "STRIPE_SECRET_KEY" "TEMPORAL_API_KEY" "TEMPORAL_WEBHOOK_SECRET" "OTEL_EXPORTER_OTLP_HEADERS" -}}
+{{- $names := list "DATABASE_URL" "DB_PASSWORD_ADMIN" "DB_PASSWORD_SERVER" "INTERNAL_API_SHARED_SECRET" "RESEND_API_KEY" "SMTP_PASSWORD" "STRIPE_SECRET_KEY" "TEMPORAL_API_KEY" "TEMPORAL_WEBHOOK_SECRET" "OTEL_EXPORTER_OTLP_HEADERS" "EXPORT_S3_ACCESS_KEY_ID" "EXPORT_S3_SECRET_ACCESS_KEY" -}}
 {{- $names = append $names (include "temporal-worker.pepperVariable" .) -}}
 {{- toJson (sortAlpha $names) -}}
 {{- end }}
