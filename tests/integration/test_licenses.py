@@ -22,10 +22,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from tests.support.processes import cli
+from tests.support.users import activity_attempts, failure_of
 from tests.support.visibility import workflow_ids_matching
 from tests.support.workers import activity_name, running_worker
 
@@ -89,22 +90,6 @@ async def start(client: Client, settings: Settings, request: dict[str, Any]) -> 
         "updateTenantLicenseCountWorkflow", request, id=f"license-count-test-{uuid.uuid4()}",
         task_queue=settings.task_queue, result_type=LicenseCountResult, execution_timeout=timedelta(minutes=2),
     )
-
-
-async def failure_of(handle: WorkflowHandle[Any, Any]) -> ApplicationError:
-    with pytest.raises(WorkflowFailureError) as failed:
-        await handle.result()
-    cause: BaseException = failed.value.cause
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
-    assert isinstance(cause, ApplicationError)
-    return cause
-
-
-async def activity_attempts(handle: WorkflowHandle[Any, Any]) -> list[int]:
-    history = await handle.fetch_history()
-    return [e.activity_task_started_event_attributes.attempt for e in history.events
-            if e.HasField("activity_task_started_event_attributes")]
 
 
 # ---------------------------------------------------------------- the workflow

@@ -30,11 +30,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from tests.support.databases import scratch_database
 from tests.support.processes import cli
+from tests.support.users import activity_attempts, failure_of
 from tests.support.visibility import workflow_ids_matching
 from tests.support.workers import activity_name, running_worker
 
@@ -103,22 +104,6 @@ async def run(client: Client, settings: Settings, workflow: str, request: Any
               ) -> tuple[TenantSuspensionResult, WorkflowHandle[Any, Any]]:
     handle = await start(client, settings, workflow, request)
     return await handle.result(), handle
-
-
-async def failure_of(handle: WorkflowHandle[Any, Any]) -> ApplicationError:
-    with pytest.raises(WorkflowFailureError) as failed:
-        await handle.result()
-    cause: BaseException = failed.value.cause
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
-    assert isinstance(cause, ApplicationError)
-    return cause
-
-
-async def activity_attempts(handle: WorkflowHandle[Any, Any]) -> list[int]:
-    history = await handle.fetch_history()
-    return [e.activity_task_started_event_attributes.attempt for e in history.events
-            if e.HasField("activity_task_started_event_attributes")]
 
 
 SUSPEND, RESUME = "suspendTenantWorkflow", "resumeTenantWorkflow"

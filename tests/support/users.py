@@ -136,12 +136,13 @@ async def failure_of(handle: WorkflowHandle[Any, Any]) -> ApplicationError:
     raise AssertionError("the run did not fail")
 
 
-async def activity_attempts(handle: WorkflowHandle[Any, Any], activity_type: str) -> list[int]:
-    """The attempt number of every started attempt of ``activity_type`` (one entry per schedule)."""
+async def activity_attempts(handle: WorkflowHandle[Any, Any], activity_type: str | None = None) -> list[int]:
+    """The attempt number of every started attempt of ``activity_type`` (every activity when None; one
+    entry per schedule)."""
     history = await handle.fetch_history()
     scheduled = {e.event_id for e in history.events
                  if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-                 and e.activity_task_scheduled_event_attributes.activity_type.name == activity_type}
+                 and activity_type in (None, e.activity_task_scheduled_event_attributes.activity_type.name)}
     return [e.activity_task_started_event_attributes.attempt for e in history.events
             if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
             and e.activity_task_started_event_attributes.scheduled_event_id in scheduled]

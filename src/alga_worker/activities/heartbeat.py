@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from temporalio import activity
 
@@ -18,10 +19,16 @@ DEFAULT_INTERVAL_SECONDS = 2.0
 
 
 @contextlib.asynccontextmanager
-async def heartbeating(interval: float = DEFAULT_INTERVAL_SECONDS) -> AsyncIterator[None]:
+async def heartbeating(interval: float = DEFAULT_INTERVAL_SECONDS,
+                      details: Callable[[], Any] | None = None) -> AsyncIterator[None]:
+    """Beat every ``interval`` seconds until the block ends; with ``details``, each beat carries what it
+    returns then (progress an operator's tool reads from the activity's pending heartbeat)."""
     async def beat() -> None:
         while True:
-            activity.heartbeat()
+            if details is None:
+                activity.heartbeat()
+            else:
+                activity.heartbeat(details())
             await asyncio.sleep(interval)
 
     task = asyncio.create_task(beat())

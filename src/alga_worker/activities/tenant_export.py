@@ -51,6 +51,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from alga_worker import errors
+from alga_worker.activities.heartbeat import heartbeating
 from alga_worker.config import Settings
 from alga_worker.db import tenant_export as sql
 from alga_worker.db.pool import DbPool
@@ -164,22 +165,6 @@ class _Progress:
 
 
 @contextlib.asynccontextmanager
-async def _beating(progress: _Progress) -> AsyncIterator[None]:
-    async def beat() -> None:
-        while True:
-            activity.heartbeat(progress.details)
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-@contextlib.asynccontextmanager
 async def _snapshot(conn: Any) -> AsyncIterator[None]:
     """The next transaction on ``conn`` is ``REPEATABLE READ READ ONLY`` (one snapshot of every table);
     the connection goes back to the pool with its defaults."""
@@ -238,7 +223,7 @@ class TenantExportActivities:
         context = {"tenant_id": str(req.tenant_id), "export_id": str(req.export_id)}
         # Local: the temporary folder inside EXPORT_DIR, so the files are renamed into place, not copied.
         work_root = self._local_root() if destination is ExportDestination.LOCAL else None
-        async with _beating(progress):
+        async with heartbeating(HEARTBEAT_SECONDS, details=lambda: progress.details):
             with tempfile.TemporaryDirectory(prefix=".export-", dir=work_root) as tmp:
                 name, version, snapshot_at, written = await self._collect(req, Path(tmp), progress)
                 log.info("tenant export collected", extra={**context, "tables": len(written),

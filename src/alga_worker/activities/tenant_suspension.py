@@ -132,7 +132,7 @@ def _result(req: TenantSuspensionChange, state: sql.Suspension, *, changed: bool
 def _audit_row(req: TenantSuspensionChange, audit_tenant: UUID, *, suspend: bool, before: sql.Suspension,
                after: sql.Suspension) -> users_sql.AuditRow:
     """The record of who and why (``details`` as the user workflows write theirs, plus the flag)."""
-    actor = _uuid_or_none(req.triggered_by)
+    actor = users_sql.actor_user_id(req.triggered_by)
     details: dict[str, object] = {"targetTenantId": str(req.tenant_id), "reasonCode": req.reason_code.value}
     if req.reason is not None:
         details["reason"] = req.reason
@@ -156,12 +156,3 @@ def _schema_mismatch(missing: list[str]) -> ApplicationError:
         f"(Alga adds the columns in {sql.ALGA_MIGRATION}); run Alga's migrations first",
         {"missing": missing, "migration": sql.ALGA_MIGRATION},
         type=errors.SCHEMA_MISMATCH, non_retryable=True)
-
-
-def _uuid_or_none(value: str | None) -> UUID | None:
-    if value is None:
-        return None
-    try:
-        return UUID(value)
-    except ValueError:
-        return None

@@ -213,7 +213,7 @@ class UserActivities:
             log.warning("audit record not written: no audit tenant configured (MASTER_BILLING_TENANT_ID or "
                         "MANAGEMENT_TENANT_ID)", extra={"tenant_id": str(req.tenant_id), "log_id": str(req.log_id)})
             return AuditResult(log_id=None, recorded=False)
-        actor = _uuid_or_none(req.triggered_by)
+        actor = sql.actor_user_id(req.triggered_by)
         details: dict[str, object] = dict(req.details)
         if actor is None and req.triggered_by is not None:
             details["triggeredBy"] = req.triggered_by
@@ -278,15 +278,6 @@ def _tenant_not_found(tenant_id: UUID) -> Exception:
 def _user_not_found(tenant_id: UUID, user_id: UUID) -> Exception:
     return errors.user_not_found_error(f"user {user_id} does not exist in tenant {tenant_id}",
                                        {"tenantId": str(tenant_id), "userId": str(user_id)})
-
-
-def _uuid_or_none(value: str | None) -> UUID | None:
-    if value is None:
-        return None
-    try:
-        return UUID(value)
-    except ValueError:
-        return None
 
 
 def _facts(tenant_id: UUID, tenant_name: str, user: sql.UserRecord) -> UserFacts:

@@ -396,3 +396,14 @@ async def insert_audit(conn: AsyncConnection[DictRow], row: AuditRow) -> bool:
          row.resource_id, row.workflow_id, row.status, row.error_message, json.dumps(row.details)),
     )
     return await cur.fetchone() is not None
+
+
+def actor_user_id(triggered_by: str | None) -> UUID | None:
+    """An audit row's ``user_id``: ``triggeredBy`` when it is a user id; otherwise None, and the caller
+    keeps the text (an operator's name) in the row's details instead."""
+    if triggered_by is None:
+        return None
+    try:
+        return UUID(triggered_by)
+    except ValueError:
+        return None
