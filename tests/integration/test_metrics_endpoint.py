@@ -20,6 +20,7 @@ from tests.fakes.resend_server import FakeResendServer
 from tests.fakes.stripe_server import FakeStripeServer
 from tests.support.data import tenant_request, unique_email
 from tests.support.metrics import Scrape, changes, key, scrape
+from tests.support.outages import wait_for
 from tests.support.processes import WorkerProcess, start_worker
 
 from alga_worker.runtime import metrics
@@ -108,15 +109,24 @@ async def test_a_provisioning_moves_provisioned_and_one_sent_welcome_email(worke
                                                                          client: Client) -> None:
     before = worker.scrape()
     result = await _provision(client, worker.task_queue, tenant_request())
-    after = worker.scrape()
     assert result["success"] is True and result["emailSent"] is True
+
+    def completed(sample: Scrape) -> float:
+        return sample.value("temporal_workflow_completed_total", workflow_type="tenantCreationWorkflow")
+
+    # The SDK counts a completion when the server has acknowledged the last workflow task, which can be
+    # a moment after the client already has the result: wait for that count, then compare everything.
+    async def counted() -> Scrape | None:
+        sample = worker.scrape()
+        return sample if completed(sample) > completed(before) else None
+
+    after = await wait_for("the SDK's completion count", counted, timeout=30)
     assert _own(before, after) == {
         key("alga_tenants_provisioned_total", **WORKFLOW): 1.0,
         key("alga_emails_sent_total", provider="resend", template="tenant_welcome"): 1.0,
         _duration_count("succeeded"): 1.0,
     }
-    assert after.value("temporal_workflow_completed_total", workflow_type="tenantCreationWorkflow") \
-        - before.value("temporal_workflow_completed_total", workflow_type="tenantCreationWorkflow") == 1
+    assert completed(after) - completed(before) == 1
 
 
 async def test_a_refused_request_moves_failed_by_validation_and_nothing_else(worker: MeteredWorker,

@@ -143,9 +143,16 @@ async def count(db: Any, table: str, tenant: uuid.UUID) -> int:
     return int(row["n"])
 
 
+# Other tests in the same session database write placeholder hashes ("x", "h"), which would match any
+# text; a real Alga hash (PBKDF2, 100+ characters) and the two-factor secrets planted here are longer.
+SECRET_MIN_LENGTH = 16
+
+
 async def every_password_hash(db: Any) -> list[str]:
+    """Every user's password hash and two-factor secret in the database, of every tenant."""
     cur = await db.execute("SELECT hashed_password, two_factor_secret FROM users")
-    return [v for row in await cur.fetchall() for v in (row["hashed_password"], row["two_factor_secret"]) if v]
+    values = [v for row in await cur.fetchall() for v in (row["hashed_password"], row["two_factor_secret"]) if v]
+    return [v for v in values if len(v) >= SECRET_MIN_LENGTH]
 
 
 def check_objects(manifest: dict[str, Any], read: Callable[[str], bytes], tenant: uuid.UUID,
@@ -244,6 +251,9 @@ async def test_export_to_s3_matches_the_database(client, s3_settings, settings, 
     assert keys_under(s3, bucket) == sorted([*(t["key"] for t in manifest["tables"]), result.manifest_key])
 
     forbidden = [*await every_password_hash(db), f"APIKEY{tenant.hex}", f"REFRESH{tenant.hex}", str(other)]
+    cur = await db.execute("SELECT hashed_password FROM users WHERE tenant = %s", (tenant,))
+    own_hashes = [row["hashed_password"] for row in await cur.fetchall()]
+    assert own_hashes and set(own_hashes) <= set(forbidden)  # the check below covers this tenant's own hashes
     records = check_objects(manifest, lambda key: s3.get_object(Bucket=bucket, Key=key)["Body"].read(), tenant,
                             forbidden)
     assert records["users"] and records["roles"] and len(records["tenants"]) == 1
