@@ -173,6 +173,8 @@ VARIABLES: tuple[Variable, ...] = (
              "Local folder exports are written to when EXPORT_S3_BUCKET is unset (a mounted volume)."),
     Variable("EXPORT_BATCH_SIZE", "export_batch_size", "1000", False,
              "Rows fetched per batch while exporting a table (bounds the worker's memory)."),
+    Variable("TENANT_DELETION_BATCH_SIZE", "tenant_deletion_batch_size", "1000", False,
+             "Rows deleted per transaction while a tenant is deleted (bounds each transaction's locks)."),
     Variable("MAX_CONCURRENT_ACTIVITIES", "max_concurrent_activities", "20", False,
              "Activity slots per worker."),
     Variable("MAX_CONCURRENT_WORKFLOWS", "max_concurrent_workflow_tasks", "20", False,
@@ -421,6 +423,8 @@ class Settings(BaseModel):
     export_s3_secret_access_key: SecretStr | None = None
     export_dir: Path | None = None
     export_batch_size: int = Field(ge=1, le=100_000)
+    # Tenant deletion (docs/lifecycle.md "Deletion").
+    tenant_deletion_batch_size: int = Field(ge=1, le=100_000)
 
     max_concurrent_activities: int = Field(ge=1, le=1000)
     max_concurrent_workflow_tasks: int = Field(ge=2, le=1000)

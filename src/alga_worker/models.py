@@ -1126,3 +1126,188 @@ class TenantExportResult(TenantExportOutcome):
     success: bool = True
     status: TenantExportStatus = TenantExportStatus.COMPLETED
     s3_key: str
+
+
+# ---- tenant deletion (issue 13): tenantDeletionWorkflow ----
+
+WORKFLOW_TYPE_TENANT_DELETION = "tenantDeletionWorkflow"
+DEFAULT_DELETION_GRACE_SECONDS = 30 * 24 * 3600  # 30 days between cancellation and the earliest deletion
+MAX_DELETION_GRACE_SECONDS = 400 * 24 * 3600
+
+
+class DeletionTriggerSource(StrEnum):
+    STRIPE_WEBHOOK = "stripe_webhook"
+    APPLE_IAP_WEBHOOK = "apple_iap_webhook"
+    NINEMINDS_EXTENSION = "nineminds_extension"
+    MANUAL = "manual"
+
+
+class TenantDeletionStatus(StrEnum):
+    PENDING = "pending"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    CONFIRMED = "confirmed"
+    DELETING = "deleting"
+    DELETED = "deleted"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+
+class TenantDeletionStep(StrEnum):
+    """The original's step values (those this worker passes through; the others are never reported)."""
+
+    INITIALIZING = "initializing"
+    VALIDATING_TENANT = "validating_tenant"
+    EXPORTING_DATA = "exporting_data"
+    RECORDING_PENDING_DELETION = "recording_pending_deletion"
+    DEACTIVATING_USERS = "deactivating_users"
+    SUSPENDING_TENANT_ACTIVITY = "suspending_tenant_activity"
+    COLLECTING_STATS = "collecting_stats"
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    WAITING_FOR_DELETION_DATE = "waiting_for_deletion_date"
+    ROLLING_BACK = "rolling_back"
+    DELETING_TENANT_DATA = "deleting_tenant_data"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class ConfirmationType(StrEnum):
+    """``confirmDeletion``'s ``type``: ``immediate`` deletes once the grace period has passed; ``30_days``
+    and ``90_days`` put the deletion that long after the confirmation (never before the grace period ends)."""
+
+    IMMEDIATE = "immediate"
+    DAYS_30 = "30_days"
+    DAYS_90 = "90_days"
+
+
+class TenantDeletionRequest(WireModel):
+    """``tenantDeletionWorkflow`` input: the original's fields plus ``gracePeriodSeconds`` (the time from
+    the pending record to the earliest deletion; default 30 days)."""
+
+    tenant_id: WireUUID
+    trigger_source: DeletionTriggerSource
+    triggered_by: Actor | None = None
+    subscription_external_id: Annotated[str, AfterValidator(_text(255))] | None = None
+    reason: Annotated[str, AfterValidator(_text(500))] | None = None
+    grace_period_seconds: int | None = Field(default=None, ge=0, le=MAX_DELETION_GRACE_SECONDS)
+
+
+class ConfirmDeletionSignal(WireModel):
+    type: ConfirmationType = ConfirmationType.IMMEDIATE
+    confirmed_by: Actor
+
+
+class RollbackDeletionSignal(WireModel):
+    reason: Annotated[str, AfterValidator(_text(500))] = "rollback requested"
+    rolled_back_by: Actor = "unknown"
+
+
+class DeletionTarget(WireModel):
+    """Input of the deletion activities that act on one tenant for one deletion run."""
+
+    tenant_id: WireUUID
+    deletion_id: WireUUID
+    workflow_id: str = Field(default="", max_length=1000)
+
+
+class TenantDeletionCheck(WireModel):
+    tenant_id: WireUUID
+    tenant_name: str | None = None
+
+
+class PendingDeletionRecord(WireModel):
+    """``record_pending_deletion`` input: one ``pending_tenant_deletions`` row (status ``pending``)."""
+
+    deletion_id: WireUUID
+    tenant_id: WireUUID
+    trigger_source: DeletionTriggerSource
+    triggered_by: str | None = None
+    subscription_external_id: str | None = None
+    workflow_id: str
+    workflow_run_id: str
+    scheduled_deletion_date: datetime
+    export: dict[str, Any] | None = None
+
+
+class DeletionStatusUpdate(WireModel):
+    """``update_deletion_status`` input (the original's ``UpdateDeletionStatusInput``)."""
+
+    deletion_id: WireUUID
+    status: TenantDeletionStatus | None = None
+    confirmation_type: str | None = None
+    confirmed_by: str | None = None
+    deletion_scheduled_for: datetime | None = None
+    rollback_reason: str | None = None
+    rolled_back_by: str | None = None
+    error: str | None = None
+    stats: dict[str, Any] | None = None
+
+
+class UsersDeactivation(WireModel):
+    """Which users this deletion deactivated (those active before it): exactly these are reactivated on rollback."""
+
+    user_ids: list[WireUUID]
+    reactivated_count: int = 0
+
+
+class TenantRowStats(WireModel):
+    """Rows per table of the tenant (only tables with rows), users and active users, when collected."""
+
+    tables: dict[str, int]
+    record_count: int
+    user_count: int
+    active_user_count: int
+    collected_at: datetime
+
+
+class TenantDataDeletion(WireModel):
+    """What ``delete_tenant_data`` did: the tables in the order they were emptied, the keys broken first.
+    The same whatever attempt finishes it (rows deleted per attempt are in the heartbeats and logs)."""
+
+    tenant_id: WireUUID
+    deletion_id: WireUUID
+    tables: list[str]
+    broken_keys: list[str] = Field(default_factory=list)
+    remaining_rows: int = 0
+    audit_log_id: str | None = None
+
+
+class TenantDeletionState(WireModel):
+    """``getState`` (also the original's ``getDeletionState``)."""
+
+    step: TenantDeletionStep
+    status: TenantDeletionStatus
+    deletion_id: WireUUID
+    tenant_id: WireUUID
+    tenant_name: str | None = None
+    trigger_source: DeletionTriggerSource | None = None
+    stats: TenantRowStats | None = None
+    confirmation_type: ConfirmationType | None = None
+    confirmed_by: str | None = None
+    confirmed_at: datetime | None = None
+    grace_period_ends_at: datetime | None = None
+    deletion_scheduled_for: datetime | None = None
+    waiting_for: list[str] = Field(default_factory=list,
+                                   description="What the run waits for: 'confirmation', 'grace_period'.")
+    rollback_reason: str | None = None
+    rolled_back_by: str | None = None
+    deactivated_user_count: int | None = None
+    export_id: WireUUID | None = None
+    export_bucket: str | None = None
+    export_s3_key: str | None = None
+    export_location: str | None = None
+    export_file_size_bytes: int | None = None
+    deleted_tables: list[str] = Field(default_factory=list)
+    ignored_signals: int = 0
+    error: str | None = None
+    error_type: str | None = None
+
+
+class TenantDeletionResult(WireModel):
+    """The original's result: ``{success, deletionId, tenantId, status, deletedAt?, error?}``."""
+
+    success: bool
+    deletion_id: WireUUID
+    tenant_id: WireUUID
+    status: TenantDeletionStatus
+    deleted_at: datetime | None = None
+    error: str | None = None

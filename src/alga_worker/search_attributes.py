@@ -18,5 +18,7 @@ CHECKOUT_SESSION_ID = SearchAttributeKey.for_keyword("CheckoutSessionId")
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
 # User workflows (createUser, resendWelcomeEmail, resetUserPassword, (de|re)activateUser): the user acted on.
 USER_ID = SearchAttributeKey.for_keyword("UserId")
+# tenantDeletionWorkflow: the deletion's id (pending_tenant_deletions.deletion_id).
+DELETION_ID = SearchAttributeKey.for_keyword("DeletionId")
 
-ALL = (CHECKOUT_SESSION_ID, TENANT_ID, USER_ID)
+ALL = (CHECKOUT_SESSION_ID, TENANT_ID, USER_ID, DELETION_ID)

@@ -70,6 +70,7 @@ EVERY_CONFIG_VALUE: dict[str, str] = {
     "EXPORT_S3_REGION": "eu-central-1",
     "EXPORT_DIR": "/exports",
     "EXPORT_BATCH_SIZE": "1000",
+    "TENANT_DELETION_BATCH_SIZE": "1000",
     "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.monitoring.svc.cluster.local:4318",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://otel-collector.monitoring.svc.cluster.local:4318/v1/traces",
     "OTEL_SERVICE_NAME": "alga-temporal-worker",

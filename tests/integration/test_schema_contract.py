@@ -54,7 +54,8 @@ async def test_check_reports_the_contract_and_exits_0(worker_env) -> None:
     code, out, err = await cli(worker_env, "check")
     assert code == 0, err
     assert f"schema contract satisfied ({len(CONTRACT)} tables)" in out
-    assert "search attributes registered (CheckoutSessionId, TenantId, UserId)" in out  # the dev stack registers them
+    # The dev stack registers every one of them.
+    assert "search attributes registered (CheckoutSessionId, TenantId, UserId, DeletionId)" in out
 
 
 # ---------------------------------------------------------------- databases that differ

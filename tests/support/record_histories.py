@@ -5,6 +5,7 @@
     .venv/bin/python -m tests.support.record_histories users      # one-mailer runs and every user/email workflow
     .venv/bin/python -m tests.support.record_histories suspension # suspendTenantWorkflow, resumeTenantWorkflow
     .venv/bin/python -m tests.support.record_histories export     # tenantExportWorkflow: written, unknown tenant
+    .venv/bin/python -m tests.support.record_histories deletion   # tenantDeletionWorkflow: deleted, rolled back
 
 Commit the JSON files it writes. The first set predates ``checkout-processing-v1``: it proves that
 runs started before that patch still replay, so do not re-record it with today's code. A replay
@@ -219,8 +220,47 @@ async def export() -> None:
                 print(f"wrote {name}.json ({len(history.events)} events)")
 
 
+async def deletion() -> None:
+    """Issue 13's deletion: one tenant confirmed and deleted (grace period 0), one rolled back while it waits."""
+    with tempfile.TemporaryDirectory() as root:
+        Path(root).chmod(0o755)
+        async with DevStack(Path(root) / "stack", ephemeral=True) as stack:
+            queue = "record-histories"
+            settings = load_settings(stack.worker_environment(
+                ALGA_AUTH_KEY=TEST_PEPPER, TEMPORAL_TASK_QUEUE=queue, EMAIL_OUTBOX_DIR=str(Path(root) / "outbox"),
+                SECRETS_DIR=str(Path(root) / "secrets"), MANAGEMENT_TENANT_ID="00000000-0000-4000-8000-000000000001"))
+            client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
+            handles = {}
+            async with running_worker(client, settings):
+                for name, signal, args in (
+                        ("tenant_deletion_deleted", "confirmDeletion", {"type": "immediate", "confirmedBy": "replay"}),
+                        ("tenant_deletion_rolled_back", "rollbackDeletion",
+                         {"reason": "replay", "rolledBackBy": "replay"})):
+                    created = await client.start_workflow("tenantCreationWorkflow", tenant_request(),
+                                                          id=f"replay-deletion-tenant-{uuid.uuid4().hex[:8]}",
+                                                          task_queue=queue)
+                    tenant = (await created.result())["tenantId"]
+                    handle = await client.start_workflow(
+                        "tenantDeletionWorkflow", {"tenantId": tenant, "triggerSource": "manual", "reason": "replay",
+                                                   "gracePeriodSeconds": 0 if signal == "confirmDeletion" else 3600},
+                        id=f"tenant-deletion-{tenant}", task_queue=queue)
+                    while True:
+                        state = await handle.query("getState")
+                        if state and state["status"] == "awaiting_confirmation":
+                            break
+                        await asyncio.sleep(0.1)
+                    await handle.signal(signal, args)
+                    await handle.result()
+                    handles[name] = handle
+            for name, handle in handles.items():
+                history = await handle.fetch_history()
+                (OUT / f"{name}.json").write_text(history.to_json())
+                print(f"wrote {name}.json ({len(history.events)} events)")
+
+
 if __name__ == "__main__":
     import sys
 
-    modes = {"checkout": checkout, "users": users, "suspension": suspension, "export": export}
+    modes = {"checkout": checkout, "users": users, "suspension": suspension, "export": export,
+             "deletion": deletion}
     asyncio.run(modes[sys.argv[1]]() if sys.argv[1:] else main())

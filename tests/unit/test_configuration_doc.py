@@ -33,7 +33,7 @@ GROUPS: dict[str, set[str]] = {
                "LOG_LEVEL", "LOG_FORMAT", "NODE_ENV", "BUILD_ID"},
     "Secrets": {"SECRETS_DIR", "SECRETS_PRECEDENCE"},
     "Tracing": {v.name for v in OTEL_VARIABLES},
-    "Tenant exports": {v.name for v in VARIABLES if v.name.startswith("EXPORT_")},
+    "Tenant exports": {v.name for v in VARIABLES if v.name.startswith(("EXPORT_", "TENANT_DELETION_"))},
 }
 
 

@@ -45,6 +45,7 @@ from alga_worker.cli.common import start_and_wait as _start_and_wait
 from alga_worker.cli.common import validation_problems as _validation_problems
 from alga_worker.cli.deployment import deployment_app, pinned_override
 from alga_worker.cli.emails import email_app
+from alga_worker.cli.tenant_deletion import register as register_tenant_deletion
 from alga_worker.cli.tenant_export import tenant_export
 from alga_worker.cli.tenant_suspension import columns_missing as tenant_suspension_columns_missing
 from alga_worker.cli.tenant_suspension import register as register_tenant_suspension
@@ -77,7 +78,8 @@ DEFAULT_DEV_DIR = Path(".dev-stack")
 # No pretty tracebacks: they print local variables, and locals can hold secrets.
 app = typer.Typer(help="Alga PSA Temporal worker.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
-tenant_app = typer.Typer(help="Start, inspect, cancel and list tenant creations; suspend, resume and export tenants.",
+tenant_app = typer.Typer(help="Start, inspect, cancel and list tenant creations; suspend, resume, export and "
+                              "delete tenants.",
                          no_args_is_help=True)
 db_app = typer.Typer(help="Dev/test database schema.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
@@ -588,6 +590,7 @@ register_tenant_suspension(tenant_app)  # tenant suspend, tenant resume
 
 
 tenant_app.command("export")(tenant_export)  # tenant export (docs/lifecycle.md "Export")
+register_tenant_deletion(tenant_app)  # tenant delete, confirm-deletion, rollback-deletion ("Deletion")
 
 
 @app.command("health-check")

@@ -51,6 +51,7 @@ from alga_worker.activities.heartbeat import DEFAULT_INTERVAL_SECONDS as HEARTBE
 from alga_worker.activities.licenses import LicenseActivities
 from alga_worker.activities.notifications import NotificationActivities
 from alga_worker.activities.stripe import StripeActivities
+from alga_worker.activities.tenant_deletion import TenantDeletionActivities
 from alga_worker.activities.tenant_export import TenantExportActivities
 from alga_worker.activities.tenant_suspension import TenantSuspensionActivities
 from alga_worker.activities.tenants import TenantActivities
@@ -178,6 +179,8 @@ async def build_resources(settings: Settings) -> WorkerResources:
                            audit_tenant_id=settings.master_billing_tenant_id or settings.management_tenant_id)
     suspension = TenantSuspensionActivities(pool, settings.management_tenant_id, settings.master_billing_tenant_id)
     exports = TenantExportActivities(pool, settings)
+    deletion = TenantDeletionActivities(pool, settings.management_tenant_id, settings.master_billing_tenant_id,
+                                        settings.tenant_deletion_batch_size)
     activities: list[Callable[..., Any]] = [
         customers.track_customer, customers.untrack_customer, customers.track_customer_records,
         customers.load_customer_facts,
@@ -192,6 +195,9 @@ async def build_resources(settings: Settings) -> WorkerResources:
         users.record_audit, users.remove_user,
         exports.export_tenant_data,
         suspension.suspend_tenant, suspension.resume_tenant,
+        deletion.validate_tenant_deletion, deletion.record_pending_deletion, deletion.update_deletion_status,
+        deletion.deactivate_tenant_users, deletion.reactivate_tenant_users, deletion.collect_tenant_stats,
+        deletion.delete_tenant_data,
     ]
     return WorkerResources(pool=pool, sender=sender, activities=activities, http=http, stripe=stripe)
 

@@ -19,6 +19,7 @@ from alga_worker.workflows.email import SendEmailWorkflow, TestEmailWorkflow
 from alga_worker.workflows.health_check import HealthCheckWorkflow
 from alga_worker.workflows.licenses import UpdateTenantLicenseCountWorkflow
 from alga_worker.workflows.tenant_creation import TenantCreationWorkflow
+from alga_worker.workflows.tenant_deletion import TenantDeletionWorkflow
 from alga_worker.workflows.tenant_export import TenantExportWorkflow
 from alga_worker.workflows.tenant_suspension import ResumeTenantWorkflow, SuspendTenantWorkflow
 from alga_worker.workflows.users import (
@@ -32,7 +33,7 @@ from alga_worker.workflows.users import (
 WORKFLOWS = (TenantCreationWorkflow, HealthCheckWorkflow, CustomerTrackingWorkflow, UpdateTenantLicenseCountWorkflow,
              CreateUserWorkflow, ResendWelcomeEmailWorkflow, ResetUserPasswordWorkflow, DeactivateUserWorkflow,
              ReactivateUserWorkflow, SendEmailWorkflow, TestEmailWorkflow,
-             SuspendTenantWorkflow, ResumeTenantWorkflow, TenantExportWorkflow)
+             SuspendTenantWorkflow, ResumeTenantWorkflow, TenantExportWorkflow, TenantDeletionWorkflow)
 
 # The worker's default versioning behaviour when it joins a Worker Deployment (see the docstring).
 VERSIONING_BEHAVIOR = VersioningBehavior.PINNED
@@ -40,4 +41,5 @@ VERSIONING_BEHAVIOR = VersioningBehavior.PINNED
 __all__ = ["VERSIONING_BEHAVIOR", "WORKFLOWS", "CreateUserWorkflow", "CustomerTrackingWorkflow",
            "DeactivateUserWorkflow", "HealthCheckWorkflow", "ReactivateUserWorkflow", "ResendWelcomeEmailWorkflow",
            "ResetUserPasswordWorkflow", "ResumeTenantWorkflow", "SendEmailWorkflow", "SuspendTenantWorkflow",
-           "TenantCreationWorkflow", "TenantExportWorkflow", "TestEmailWorkflow", "UpdateTenantLicenseCountWorkflow"]
+           "TenantCreationWorkflow", "TenantDeletionWorkflow",
+           "TenantExportWorkflow", "TestEmailWorkflow", "UpdateTenantLicenseCountWorkflow"]
