@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import random
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -33,7 +35,7 @@ from tests.support.workers import outbox_messages
 from alga_worker import search_attributes
 from alga_worker.converter import DATA_CONVERTER
 from alga_worker.models import TenantCreationResult
-from alga_worker.runtime.devstack import dev_server_dynamic_config_flags, find_binary, free_port
+from alga_worker.runtime.devstack import dev_server_dynamic_config_flags, find_binary
 
 T = TypeVar("T")
 
@@ -175,15 +177,37 @@ def search_attribute_flags() -> list[str]:
     return flags
 
 
+def restartable_port() -> int:
+    """A free loopback port below the kernel's ephemeral range (32768-60999 by default).
+
+    Why: a server that is stopped and started again on the same ports leaves them free in between, and a
+    port from the ephemeral range (what ``free_port`` gets from the kernel) can be taken meanwhile as the
+    local port of any outgoing connection on the machine; the restart then fails with "address already
+    in use". Nothing takes a port below that range unless it asks for that number.
+    """
+    low, _ = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    candidates = list(range(10_000, max(low, 10_001)))
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
 @dataclass
 class FileBackedTemporal:
     """`temporal server start-dev` on a SQLite file, as a process of its own: unlike the session's
     server (in-memory, owned by the SDK), it can be signalled and started again with its state."""
 
     root: Path
-    port: int = field(default_factory=free_port)
-    http_port: int = field(default_factory=free_port)
-    metrics_port: int = field(default_factory=free_port)
+    # Kept across restarts, so out of the ephemeral range (restartable_port says why).
+    port: int = field(default_factory=restartable_port)
+    http_port: int = field(default_factory=restartable_port)
+    metrics_port: int = field(default_factory=restartable_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
