@@ -825,6 +825,7 @@ class EmailTemplate(StrEnum):
     PASSWORD_RESET = "password_reset"  # noqa: S105 (a template name)
     ACCOUNT_DEACTIVATED = "account_deactivated"
     PROVISIONING_FAILED = "provisioning_failed"
+    TENANT_CANCELLED = "tenant_cancelled"
 
 
 TemplateValue = str | int | bool | None
@@ -1161,6 +1162,9 @@ class TenantDeletionStep(StrEnum):
     RECORDING_PENDING_DELETION = "recording_pending_deletion"
     DEACTIVATING_USERS = "deactivating_users"
     SUSPENDING_TENANT_ACTIVITY = "suspending_tenant_activity"
+    TAGGING_CLIENT = "tagging_client"
+    CANCELING_STRIPE_SUBSCRIPTION = "canceling_stripe_subscription"
+    SENDING_CANCELLATION_EMAIL = "sending_cancellation_email"
     COLLECTING_STATS = "collecting_stats"
     AWAITING_CONFIRMATION = "awaiting_confirmation"
     WAITING_FOR_DELETION_DATE = "waiting_for_deletion_date"
@@ -1212,6 +1216,41 @@ class DeletionTarget(WireModel):
 class TenantDeletionCheck(WireModel):
     tenant_id: WireUUID
     tenant_name: str | None = None
+    tenant_email: str | None = Field(default=None, description="tenants.email: where the cancellation email goes.")
+
+
+# The deletion's side steps (non-fatal; each outcome in state ``outcomes`` under these names).
+DELETION_SIDE_STEPS = ("client_tag", "stripe_subscription", "cancellation_email")
+
+
+class CancelledTagInput(WireModel):
+    """``tag_client_cancelled`` / ``untag_client_cancelled``: the customer's client in the management
+    tenant tagged ``Canceled``; ``mapping_id`` is minted by the run, so its rollback removes exactly the
+    mapping this run added (a ``Canceled`` tag that was there before is not this run's)."""
+
+    tenant_id: WireUUID
+    deletion_id: WireUUID
+    mapping_id: WireUUID
+
+
+class CancelledTagResult(WireModel):
+    outcome: StepOutcome
+    client_id: WireUUID | None = None
+    added: bool = Field(default=False, description="This run's mapping is the one on the client.")
+
+
+class SubscriptionCancellationInput(WireModel):
+    """``cancel_subscription_for_deletion`` / ``restore_subscription_after_rollback``."""
+
+    tenant_id: WireUUID
+    deletion_id: WireUUID
+    stripe_subscription_id: Annotated[str, AfterValidator(_text(255))]
+
+
+class SubscriptionCancellationResult(WireModel):
+    outcome: StepOutcome
+    changed: bool = Field(default=False, description="This deletion set cancel_at_period_end (rollback undoes it).")
+    cancel_at: datetime | None = None
 
 
 class PendingDeletionRecord(WireModel):
@@ -1291,6 +1330,9 @@ class TenantDeletionState(WireModel):
     rollback_reason: str | None = None
     rolled_back_by: str | None = None
     deactivated_user_count: int | None = None
+    outcomes: dict[str, StepOutcome] = Field(
+        default_factory=dict, description="The non-fatal side steps: client_tag, stripe_subscription, "
+        "cancellation_email (pending, done, skipped, failed; removed after a rollback undid it).")
     export_id: WireUUID | None = None
     export_bucket: str | None = None
     export_s3_key: str | None = None

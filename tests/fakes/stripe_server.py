@@ -9,7 +9,9 @@ What it reproduces, from Stripe's API reference, because the worker depends on e
   ``GET /v1/subscriptions/{id}`` (each item with its price object, as Stripe returns it; the
   ``expand[]``/``expand[0]`` parameters the SDK sends are accepted and recorded) and ``POST
   /v1/subscriptions/{id}`` with form-encoded ``metadata[key]=value`` (an empty value deletes the key;
-  other keys are kept; any other parameter answers 400 ``parameter_unknown``);
+  other keys are kept) and ``cancel_at_period_end=true|false`` (sets ``cancel_at`` to the period end and
+  ``canceled_at`` to now, or clears both; on a ``canceled`` subscription only metadata may change: 400
+  ``invalid_request_error``); any other parameter answers 400 ``parameter_unknown``;
 * ``Idempotency-Key`` on POST: the same key replays the first answer without a second write;
 * ``Stripe-Version``: subscriptions before ``2025-03-31`` carry ``current_period_start``/``_end`` on
   the subscription, later versions on each item (Stripe's "basil" change);
@@ -349,8 +351,15 @@ class _StripeHandler(BaseHTTPRequestHandler):
         if stored is None:
             return 404, {"error": {"code": "resource_missing", "param": "id", "type": "invalid_request_error",
                                    "message": f"No such subscription: '{subscription_id}'"}}
+        if stored["status"] == "canceled" and any(not n.startswith(("metadata[", "expand[")) for n, _ in request.form):
+            return 400, {"error": {"type": "invalid_request_error", "message": "A canceled subscription can only "
+                                   "update its cancellation_details and metadata."}}
         for name, value in request.form:
-            if name.startswith("metadata[") and name.endswith("]"):
+            if name == "cancel_at_period_end" and value in ("true", "false"):
+                stored["cancel_at_period_end"] = value == "true"
+                stored["cancel_at"] = stored["current_period_end"] if value == "true" else None
+                stored["canceled_at"] = int(time.time()) if value == "true" else None
+            elif name.startswith("metadata[") and name.endswith("]"):
                 meta_key = name[len("metadata["):-1]
                 if value == "":
                     stored["metadata"].pop(meta_key, None)

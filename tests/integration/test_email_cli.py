@@ -49,7 +49,8 @@ def test_templates_lists_every_template_with_its_variables_and_secrets(tmp_path:
     done = run_cli(preview_env(tmp_path), "email", "templates")
     assert done.returncode == 0, done.stderr
     for name in ("tenant_welcome", "portal_access", "user_invitation", "password_reset", "account_deactivated",
-                 "provisioning_failed", "temporary_password*", "portal_temporary_password", "error_message*"):
+                 "provisioning_failed", "tenant_cancelled", "temporary_password*", "portal_temporary_password",
+                 "error_message*"):
         assert name in done.stdout
 
 

@@ -236,13 +236,16 @@ async def deletion() -> None:
                         ("tenant_deletion_deleted", "confirmDeletion", {"type": "immediate", "confirmedBy": "replay"}),
                         ("tenant_deletion_rolled_back", "rollbackDeletion",
                          {"reason": "replay", "rolledBackBy": "replay"})):
-                    created = await client.start_workflow("tenantCreationWorkflow", tenant_request(),
+                    # Its own client name: each tenant gets its customer client (and so the Canceled tag).
+                    created = await client.start_workflow("tenantCreationWorkflow",
+                                                          tenant_request(clientName=f"Replay {name}"),
                                                           id=f"replay-deletion-tenant-{uuid.uuid4().hex[:8]}",
                                                           task_queue=queue)
                     tenant = (await created.result())["tenantId"]
                     handle = await client.start_workflow(
-                        "tenantDeletionWorkflow", {"tenantId": tenant, "triggerSource": "manual", "reason": "replay",
-                                                   "gracePeriodSeconds": 0 if signal == "confirmDeletion" else 3600},
+                        "tenantDeletionWorkflow",
+                        {"tenantId": tenant, "triggerSource": "nineminds_extension", "reason": "replay",
+                         "gracePeriodSeconds": 0 if signal == "confirmDeletion" else 3600},
                         id=f"tenant-deletion-{tenant}", task_queue=queue)
                     while True:
                         state = await handle.query("getState")

@@ -71,6 +71,12 @@ CASES: dict[str, tuple[EmailTemplate, dict[str, Any], list[str]]] = {
         EmailTemplate.ACCOUNT_DEACTIVATED, PERSON,
         ["Hello Ada Lovelace,", "Your account in Acme IT", "ada@acme-it.example.org",
          "has been deactivated by an administrator", "You can no longer sign in"]),
+    "tenant_cancelled": (
+        EmailTemplate.TENANT_CANCELLED, {"tenant_name": "Acme IT", "data_retained_until": "2031-06-01"},
+        ["Your Acme IT account on Alga PSA has been cancelled", "will not be charged again",
+         "All user accounts of Acme IT have been deactivated", "kept until 2031-06-01", PORTAL]),
+    "tenant_cancelled without date": (
+        EmailTemplate.TENANT_CANCELLED, {"tenant_name": "Acme IT"}, ["kept for a grace period", PORTAL]),
     "provisioning_failed": (
         EmailTemplate.PROVISIONING_FAILED,
         {"tenant_name": "Acme IT", "admin_email": "ada@acme-it.example.org", "workflow_id": "tenant-creation-42",
@@ -128,6 +134,7 @@ def test_subjects_are_fixed_and_may_name_the_tenant() -> None:
     assert subjects["user_invitation internal"] == "You have been invited to Acme IT on Alga PSA"
     assert subjects["password_reset"] == "Your Alga PSA password for Acme IT has been reset"
     assert subjects["account_deactivated"] == "Your Alga PSA account for Acme IT has been deactivated"
+    assert subjects["tenant_cancelled"] == "Your Alga PSA account Acme IT has been cancelled"
     assert subjects["provisioning_failed"] == "Tenant provisioning failed: Acme IT (DuplicateError)"
 
 

@@ -45,7 +45,15 @@ from temporalio.exceptions import ApplicationError
 
 from alga_worker import errors
 from alga_worker.config import Settings
-from alga_worker.models import StripeDetails, StripeDetailsInput, TagStripeSubscriptionInput
+from alga_worker.models import (
+    OutcomeStatus,
+    StepOutcome,
+    StripeDetails,
+    StripeDetailsInput,
+    SubscriptionCancellationInput,
+    SubscriptionCancellationResult,
+    TagStripeSubscriptionInput,
+)
 from alga_worker.runtime import metrics
 from alga_worker.runtime.metrics import call_outcome, record
 
@@ -58,6 +66,10 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "2024-12-18.acacia"
 TENANT_METADATA_KEY = "alga_tenant_id"
+# Set by a tenant deletion that cancelled the subscription at period end, removed by its rollback:
+# which deletion did it, and what ``cancel_at_period_end`` was before (so the rollback restores it).
+DELETION_METADATA_KEY = "alga_deletion_id"
+PRIOR_CANCEL_METADATA_KEY = "alga_deletion_prior_cancel_at_period_end"
 # Per request; fetch_stripe_details makes up to three in a row within the workflow's 30 s
 # start-to-close timeout (Stripe answers these reads in well under a second).
 _HTTP_TIMEOUT = httpx.Timeout(8.0, connect=3.0)
@@ -186,6 +198,84 @@ class StripeActivities:
                 subscription_id, params={"metadata": {TENANT_METADATA_KEY: tenant}},
                 options={"idempotency_key": f"alga-worker/tag/{subscription_id}/{tenant}"})
         log.info("stripe subscription tagged", extra={"stripe_subscription_id": subscription_id, "tenant_id": tenant})
+
+
+    # ---- tenant deletion (issue 13)
+
+    @activity.defn(name="cancel_subscription_for_deletion")
+    async def cancel_subscription_for_deletion(self, req: SubscriptionCancellationInput
+                                               ) -> SubscriptionCancellationResult:
+        """Cancel the subscription **at the end of its period** and mark it with the deletion.
+
+        The original cancelled outright (``subscriptions.cancel``), which no rollback can undo; here
+        ``cancel_at_period_end=true`` stops the renewal (the customer is not charged again) and a
+        rollback within the grace period restores the subscription exactly: the metadata records the
+        deletion id and the prior ``cancel_at_period_end``. Idempotent: a subscription already marked
+        with this deletion is reported the same way without a write; the write carries an idempotency
+        key per deletion. Already cancelled (status ``canceled``): done, nothing changed. Tagged for
+        another tenant (``alga_tenant_id``): non-retryable ``StripeSubscriptionConflictError``.
+        """
+        client = self._require_client()
+        sub_id, deletion = req.stripe_subscription_id, str(req.deletion_id)
+        async with _stripe_call("subscription"):
+            subscription = (await client.v1.subscriptions.retrieve_async(sub_id)).to_dict()
+        metadata = {str(k): str(v) for k, v in (subscription.get("metadata") or {}).items()}
+        _refuse_other_tenant(sub_id, metadata, str(req.tenant_id))
+        if metadata.get(DELETION_METADATA_KEY) == deletion:
+            return _cancelled(subscription, changed=True)
+        if subscription.get("status") in ("canceled", "incomplete_expired"):
+            return SubscriptionCancellationResult(outcome=StepOutcome(
+                status=OutcomeStatus.DONE, detail=f"already {subscription.get('status')} in Stripe: nothing to do"))
+        prior = "true" if subscription.get("cancel_at_period_end") else "false"
+        async with _stripe_call("subscription update"):
+            updated = (await client.v1.subscriptions.update_async(
+                sub_id, params={"cancel_at_period_end": True,
+                                "metadata": {DELETION_METADATA_KEY: deletion, PRIOR_CANCEL_METADATA_KEY: prior}},
+                options={"idempotency_key": f"alga-worker/deletion/{deletion}/cancel/{sub_id}"})).to_dict()
+        log.info("stripe subscription set to cancel at period end", extra={
+            "stripe_subscription_id": sub_id, "tenant_id": str(req.tenant_id), "deletion_id": deletion})
+        return _cancelled(updated, changed=True)
+
+    @activity.defn(name="restore_subscription_after_rollback")
+    async def restore_subscription_after_rollback(self, req: SubscriptionCancellationInput
+                                                  ) -> SubscriptionCancellationResult:
+        """Rollback: the prior ``cancel_at_period_end`` back, the deletion's metadata keys removed. Only
+        a subscription marked with *this* deletion is touched; otherwise (restored already, or never
+        changed) nothing is written. Idempotent, with its own idempotency key."""
+        client = self._require_client()
+        sub_id, deletion = req.stripe_subscription_id, str(req.deletion_id)
+        async with _stripe_call("subscription"):
+            subscription = (await client.v1.subscriptions.retrieve_async(sub_id)).to_dict()
+        metadata = {str(k): str(v) for k, v in (subscription.get("metadata") or {}).items()}
+        if metadata.get(DELETION_METADATA_KEY) != deletion:
+            return SubscriptionCancellationResult(outcome=StepOutcome(
+                status=OutcomeStatus.REMOVED, detail="not marked by this deletion: nothing to restore"))
+        prior = metadata.get(PRIOR_CANCEL_METADATA_KEY) == "true"
+        async with _stripe_call("subscription update"):
+            await client.v1.subscriptions.update_async(
+                sub_id, params={"cancel_at_period_end": prior,
+                                "metadata": {DELETION_METADATA_KEY: "", PRIOR_CANCEL_METADATA_KEY: ""}},
+                options={"idempotency_key": f"alga-worker/deletion/{deletion}/restore/{sub_id}"})
+        log.info("stripe subscription restored after a deletion rollback", extra={
+            "stripe_subscription_id": sub_id, "tenant_id": str(req.tenant_id), "deletion_id": deletion})
+        return SubscriptionCancellationResult(changed=True, outcome=StepOutcome(
+            status=OutcomeStatus.REMOVED, detail=f"restored: cancel_at_period_end {str(prior).lower()}"))
+
+
+def _refuse_other_tenant(subscription_id: str, metadata: Mapping[str, str], tenant: str) -> None:
+    current = metadata.get(TENANT_METADATA_KEY)
+    if current and current != tenant:
+        raise ApplicationError(
+            f"stripe subscription {subscription_id} pays for tenant {current}, not {tenant}: not cancelled",
+            {"stripeSubscriptionId": subscription_id, "taggedTenantId": current, "tenantId": tenant},
+            type=errors.STRIPE_SUBSCRIPTION_CONFLICT, non_retryable=True)
+
+
+def _cancelled(subscription: Mapping[str, Any], *, changed: bool) -> SubscriptionCancellationResult:
+    cancel_at = _timestamp(subscription.get("cancel_at"))
+    when = f" (ends {cancel_at.date().isoformat()})" if cancel_at is not None else ""
+    return SubscriptionCancellationResult(changed=changed, cancel_at=cancel_at, outcome=StepOutcome(
+        status=OutcomeStatus.DONE, detail=f"cancels at period end{when}"))
 
 
 # ---------------------------------------------------------------- reading Stripe's objects

@@ -82,13 +82,13 @@ class TenantDeletionActivities:
             if not await sql.pending_table_exists(conn):
                 raise _schema_mismatch()
             async with conn.cursor(row_factory=tuple_row) as cur:
-                await cur.execute("SELECT client_name FROM tenants WHERE tenant = %s", (req.tenant_id,))
+                await cur.execute("SELECT client_name, email FROM tenants WHERE tenant = %s", (req.tenant_id,))
                 row = await cur.fetchone()
             if row is None:
                 raise errors.tenant_not_found_error(f"tenant {req.tenant_id} does not exist",
                                                     {"tenantId": str(req.tenant_id)})
             await _refuse_other_deletion(conn, req.tenant_id, req.deletion_id)
-        return TenantDeletionCheck(tenant_id=req.tenant_id, tenant_name=row[0])
+        return TenantDeletionCheck(tenant_id=req.tenant_id, tenant_name=row[0], tenant_email=row[1])
 
     # ---- the record
 

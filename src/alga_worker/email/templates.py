@@ -154,6 +154,15 @@ class AccountDeactivatedContext(_UserContext):
     """The user's account was deactivated. No secret, no sign-in link (it would not work)."""
 
 
+class TenantCancelledContext(TemplateContext):
+    """To the tenant's registered address (``tenants.email``) when its deletion is recorded: the account
+    is cancelled, its users deactivated, its data kept until ``data_retained_until`` (an ISO date, shown
+    as given) and then deleted. No secret; the only link is the Nine Minds support portal."""
+
+    tenant_name: Name
+    data_retained_until: Name | None = None
+
+
 class ProvisioningFailedContext(TemplateContext):
     """To operations (OPERATIONS_EMAIL): a valid tenant request did not become a tenant.
 
@@ -253,6 +262,11 @@ def _deactivated_values(ctx: AccountDeactivatedContext, links: Links) -> Values:
     return {"tenant_name": ctx.tenant_name, "full_name": _full_name(ctx), "email": ctx.email}
 
 
+def _cancelled_values(ctx: TenantCancelledContext, links: Links) -> Values:
+    return {"tenant_name": ctx.tenant_name, "data_retained_until": ctx.data_retained_until,
+            "support_url": links.nine_minds_portal}
+
+
 def _failure_values(ctx: ProvisioningFailedContext, links: Links) -> Values:
     return {**ctx.model_dump(), "tenant_id": None if ctx.tenant_id is None else str(ctx.tenant_id)}
 
@@ -324,6 +338,13 @@ SPECS: dict[EmailTemplate, TemplateSpec] = {
             "Your Alga PSA account for {tenant_name} has been deactivated",
             "The user's account in the tenant was deactivated. No secret and no sign-in link.",
             _deactivated_values, _PERSON),
+        TemplateSpec(
+            EmailTemplate.TENANT_CANCELLED, TenantCancelledContext, frozenset(),
+            "Your Alga PSA account {tenant_name} has been cancelled",
+            "To the tenant's registered address when its deletion is recorded: account cancelled, users "
+            "deactivated, data kept until data_retained_until, then deleted; support portal link "
+            "(CLIENT_PORTAL_URL). No secret.",
+            _cancelled_values, {"tenant_name": "Acme IT", "data_retained_until": "2031-06-01"}),
         TemplateSpec(
             EmailTemplate.PROVISIONING_FAILED, ProvisioningFailedContext, frozenset(),
             "Tenant provisioning failed: {tenant_name} ({error_type})",

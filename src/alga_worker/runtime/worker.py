@@ -51,6 +51,7 @@ from alga_worker.activities.heartbeat import DEFAULT_INTERVAL_SECONDS as HEARTBE
 from alga_worker.activities.licenses import LicenseActivities
 from alga_worker.activities.notifications import NotificationActivities
 from alga_worker.activities.stripe import StripeActivities
+from alga_worker.activities.tenant_cancellation import TenantCancellationActivities
 from alga_worker.activities.tenant_deletion import TenantDeletionActivities
 from alga_worker.activities.tenant_export import TenantExportActivities
 from alga_worker.activities.tenant_suspension import TenantSuspensionActivities
@@ -179,6 +180,7 @@ async def build_resources(settings: Settings) -> WorkerResources:
                            audit_tenant_id=settings.master_billing_tenant_id or settings.management_tenant_id)
     suspension = TenantSuspensionActivities(pool, settings.management_tenant_id, settings.master_billing_tenant_id)
     exports = TenantExportActivities(pool, settings)
+    cancellation = TenantCancellationActivities(pool, settings.management_tenant_id)
     deletion = TenantDeletionActivities(pool, settings.management_tenant_id, settings.master_billing_tenant_id,
                                         settings.tenant_deletion_batch_size)
     activities: list[Callable[..., Any]] = [
@@ -189,6 +191,7 @@ async def build_resources(settings: Settings) -> WorkerResources:
         tenants.provision_tenant, tenants.remove_tenant, notifications.send_welcome_email,
         health.health_probe,
         stripe.fetch_stripe_details, stripe.tag_stripe_subscription,
+        stripe.cancel_subscription_for_deletion, stripe.restore_subscription_after_rollback,
         licenses.update_license_count, licenses.license_usage,
         notifications.send_email, notifications.seal_test_password,
         users.create_user, users.find_user, users.set_temporary_password, users.set_user_active,
@@ -198,6 +201,7 @@ async def build_resources(settings: Settings) -> WorkerResources:
         deletion.validate_tenant_deletion, deletion.record_pending_deletion, deletion.update_deletion_status,
         deletion.deactivate_tenant_users, deletion.reactivate_tenant_users, deletion.collect_tenant_stats,
         deletion.delete_tenant_data,
+        cancellation.tag_client_cancelled, cancellation.untag_client_cancelled,
     ]
     return WorkerResources(pool=pool, sender=sender, activities=activities, http=http, stripe=stripe)
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RawValue
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from alga_worker.activities.customers import CustomerActivities
@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         WelcomeEmailOutput,
     )
     from alga_worker.workflows.emailing import email_key
+    from alga_worker.workflows.failures import describe_failure as _describe
     from alga_worker.workflows.policies import ACTIVITY_TIMEOUT, DB_RETRY, EMAIL_RETRY, HEARTBEAT_TIMEOUT
     from alga_worker.workflows.run_marks import mark_run, worker_capabilities
     from alga_worker.workflows.wire import decode_start
@@ -155,11 +156,3 @@ class CustomerTrackingWorkflow:
             workflow.logger.warning("client portal access email failed", extra={"tenant_id": str(facts.tenant_id)})
             return tracked, StepOutcome(status=OutcomeStatus.FAILED, detail=_describe(err))
         return tracked, StepOutcome(status=OutcomeStatus.DONE, detail=f"{sent.provider}: {sent.destination}")
-
-
-def _describe(err: BaseException) -> str:
-    """The innermost message of an activity/application failure chain, for the outcome."""
-    while isinstance(err, ActivityError) and err.cause is not None:
-        err = err.cause
-    kind = err.type if isinstance(err, ApplicationError) and err.type else type(err).__name__
-    return f"{kind}: {err}"

@@ -22,6 +22,11 @@ EMAIL_RETRY = RetryPolicy(
     maximum_attempts=8, non_retryable_error_types=list(errors.NON_RETRYABLE_TYPES),
 )
 # Compensation must eventually succeed: retried until its schedule-to-close timeout.
+# Side steps (Stripe, customer records, tags): a few retries, then the run goes on without them.
+SIDE_STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30),
+    maximum_attempts=6, non_retryable_error_types=list(errors.NON_RETRYABLE_TYPES),
+)
 CLEANUP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 # Activities heartbeat every 2 s: a dead worker's attempt is retried elsewhere within this.
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)

@@ -86,17 +86,19 @@ with workflow.unsafe.imports_passed_through():
     )
     from alga_worker.workflows.checkout_reporting import CheckoutReporter
     from alga_worker.workflows.emailing import email_key
+    from alga_worker.workflows.failures import describe_failure as _describe
     from alga_worker.workflows.handles import activity_resolved
-    from alga_worker.workflows.policies import CLEANUP_RETRY, DB_RETRY, EMAIL_RETRY, HEARTBEAT_TIMEOUT
+    from alga_worker.workflows.policies import (
+        CLEANUP_RETRY,
+        DB_RETRY,
+        EMAIL_RETRY,
+        HEARTBEAT_TIMEOUT,
+        SIDE_STEP_RETRY,
+    )
     from alga_worker.workflows.run_marks import worker_capabilities
     from alga_worker.workflows.wire import InputRefused, decode_input
 
 PROVISION_RETRY = DB_RETRY
-# Stripe, customer tracking, subscription tag: a few retries, then the tenant goes on without them.
-SIDE_STEP_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30),
-    maximum_attempts=6, non_retryable_error_types=list(errors.NON_RETRYABLE_TYPES),
-)
 # Runs started before checkout processing existed replay without its steps (workflow.patched).
 CHECKOUT_PATCH = "checkout-processing-v1"
 # Runs started before the one mailer send the welcome email with send_welcome_email (same template).
@@ -559,11 +561,3 @@ class TenantCreationWorkflow:
 
 def _problems_text(problems: list[dict[str, str]]) -> str:
     return "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
-
-
-def _describe(err: BaseException) -> str:
-    """The innermost message of an activity/application failure chain, for state and logs."""
-    while isinstance(err, ActivityError) and err.cause is not None:
-        err = err.cause
-    kind = err.type if isinstance(err, ApplicationError) and err.type else type(err).__name__
-    return f"{kind}: {err}"

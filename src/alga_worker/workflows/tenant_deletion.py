@@ -13,11 +13,19 @@ The original's type name, input (``tenantId``, ``triggerSource``, ``triggeredBy`
 3. record the pending deletion (Alga's ``pending_tenant_deletions``, status ``pending``);
 4. deactivate every active user (their ids stored in that row, so a rollback restores exactly them);
 5. suspend the tenant (the suspension activity, reason code ``tenant_cancelled``);
+   then three non-fatal side steps, each with its outcome in state ``outcomes`` (done, skipped, failed):
+   ``client_tag`` (the customer's client in the management tenant tagged ``Canceled``; skipped without
+   ``MANAGEMENT_TENANT_ID``), ``stripe_subscription`` (``subscriptionExternalId`` set to cancel at
+   period end, marked with the deletion; skipped without one, without ``STRIPE_SECRET_KEY``, or when
+   Stripe triggered the deletion), ``cancellation_email`` (``tenant_cancelled`` to ``tenants.email``, as
+   the original only for ``nineminds_extension`` deletions);
 6. collect statistics (rows per table), status ``awaiting_confirmation``;
 7. wait, on durable timers, for a ``confirmDeletion`` signal AND the grace period
    (``gracePeriodSeconds``, default 30 days from step 3; ``30_days``/``90_days`` confirmations put the
    deletion that long after the confirmation). No confirmation: the run waits, deleting nothing. A
-   ``rollbackDeletion`` signal before the deletion reactivates the users, resumes the tenant, marks the
+   ``rollbackDeletion`` signal before the deletion reactivates the users, resumes the tenant, removes
+   this run's ``Canceled`` tag, restores the subscription (prior ``cancel_at_period_end``, the
+   deletion's metadata removed), marks the
    record ``rolled_back`` and ends the run with status ``rolled_back``;
 8. the batched deletion (``delete_tenant_data``: children first, bounded transactions, survives a
    worker kill), then ``deleted``.
@@ -41,18 +49,30 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from alga_worker import errors, search_attributes
+    from alga_worker.activities.stripe import StripeActivities
+    from alga_worker.activities.tenant_cancellation import TenantCancellationActivities
     from alga_worker.activities.tenant_deletion import TenantDeletionActivities
     from alga_worker.activities.tenant_export import TenantExportActivities
     from alga_worker.activities.tenant_suspension import TenantSuspensionActivities
     from alga_worker.models import (
         DEFAULT_DELETION_GRACE_SECONDS,
+        DELETION_SIDE_STEPS,
         WORKFLOW_TYPE_TENANT_DELETION,
+        CancelledTagInput,
+        CancelledTagResult,
         ConfirmationType,
         ConfirmDeletionSignal,
         DeletionStatusUpdate,
         DeletionTarget,
+        DeletionTriggerSource,
+        EmailTemplate,
+        OutcomeStatus,
         PendingDeletionRecord,
         RollbackDeletionSignal,
+        SendEmailRequest,
+        StepOutcome,
+        SubscriptionCancellationInput,
+        SubscriptionCancellationResult,
         TenantDataDeletion,
         TenantDeletionCheck,
         TenantDeletionRequest,
@@ -66,9 +86,12 @@ with workflow.unsafe.imports_passed_through():
         TenantSuspensionChange,
         TenantSuspensionResult,
         UsersDeactivation,
+        WorkerCapabilities,
         parse_wire,
     )
-    from alga_worker.workflows.policies import ACTIVITY_TIMEOUT, DB_RETRY, HEARTBEAT_TIMEOUT
+    from alga_worker.workflows.emailing import email_key, send_email
+    from alga_worker.workflows.failures import describe_failure as _describe
+    from alga_worker.workflows.policies import ACTIVITY_TIMEOUT, DB_RETRY, HEARTBEAT_TIMEOUT, SIDE_STEP_RETRY
     from alga_worker.workflows.run_marks import mark_run, worker_capabilities
     from alga_worker.workflows.tenant_export import EXPORT_RETRY, EXPORT_TIMEOUT
     from alga_worker.workflows.wire import decode_start
@@ -99,6 +122,9 @@ class TenantDeletionWorkflow:
         self._rollback: RollbackDeletionSignal | None = None
         self._ignored = 0
         self._suspended_here = False
+        self._caps = WorkerCapabilities()
+        self._tag: CancelledTagInput | None = None  # set when this run added the Canceled mapping
+        self._subscription: SubscriptionCancellationInput | None = None  # set when this run changed it
 
     # ---- handlers
 
@@ -151,8 +177,10 @@ class TenantDeletionWorkflow:
         info = workflow.info()
         self._state = TenantDeletionState(step=TenantDeletionStep.INITIALIZING, status=TenantDeletionStatus.PENDING,
                                           deletion_id=deletion_id, tenant_id=req.tenant_id,
-                                          trigger_source=req.trigger_source)
+                                          trigger_source=req.trigger_source,
+                                          outcomes={name: StepOutcome() for name in DELETION_SIDE_STEPS})
         caps = await worker_capabilities()
+        self._caps = caps
         mark_run(caps, tenant_id=req.tenant_id)
         if search_attributes.DELETION_ID.name in caps.search_attributes:
             workflow.upsert_search_attributes([search_attributes.DELETION_ID.value_set(str(deletion_id))])
@@ -185,6 +213,10 @@ class TenantDeletionWorkflow:
                                                                self._suspension(req))
             # A suspension that was there before (an operator's) is not this run's to lift on rollback.
             self._suspended_here = suspended.changed
+
+            await self._tag_client(target)
+            await self._cancel_subscription(req, target)
+            await self._send_cancellation_email(req, check, grace_ends)
 
             self._update(step=TenantDeletionStep.COLLECTING_STATS)
             stats: TenantRowStats = await self._db(TenantDeletionActivities.collect_tenant_stats, target)
@@ -272,6 +304,89 @@ class TenantDeletionWorkflow:
             tenant_id=req.tenant_id, reason=req.reason or SUSPENSION_REASON, triggered_by=req.triggered_by,
             log_id=workflow.uuid4(), workflow_id=workflow.info().workflow_id)
 
+    # ---- the non-fatal side steps (state ``outcomes``)
+
+    def _set_outcome(self, name: str, outcome: StepOutcome) -> None:
+        assert self._state is not None
+        self._update(outcomes={**self._state.outcomes, name: outcome})
+
+    async def _tag_client(self, target: DeletionTarget) -> None:
+        if not self._caps.customer_tracking_enabled:
+            self._set_outcome("client_tag", StepOutcome(status=OutcomeStatus.SKIPPED,
+                                                        detail="MANAGEMENT_TENANT_ID is not set on this worker"))
+            return
+        self._update(step=TenantDeletionStep.TAGGING_CLIENT)
+        tag = CancelledTagInput(tenant_id=target.tenant_id, deletion_id=target.deletion_id,
+                                mapping_id=workflow.uuid4())
+        try:
+            tagged: CancelledTagResult = await workflow.execute_activity_method(
+                TenantCancellationActivities.tag_client_cancelled, tag, start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=SIDE_STEP_RETRY)
+        except ActivityError as err:
+            self._set_outcome("client_tag", StepOutcome(status=OutcomeStatus.FAILED, detail=_describe(err)))
+            workflow.logger.warning("client not tagged Canceled; the deletion goes on")
+            return
+        if tagged.added:
+            self._tag = tag
+        self._set_outcome("client_tag", tagged.outcome)
+
+    async def _cancel_subscription(self, req: TenantDeletionRequest, target: DeletionTarget) -> None:
+        skipped = None
+        if req.subscription_external_id is None:
+            skipped = "no subscriptionExternalId given"
+        elif req.trigger_source in (DeletionTriggerSource.STRIPE_WEBHOOK, DeletionTriggerSource.APPLE_IAP_WEBHOOK):
+            skipped = f"triggered by {req.trigger_source.value}: the subscription ended there already"
+        elif not self._caps.stripe_enabled:
+            skipped = "STRIPE_SECRET_KEY is not set on this worker"
+        if skipped is not None or req.subscription_external_id is None:
+            self._set_outcome("stripe_subscription", StepOutcome(status=OutcomeStatus.SKIPPED, detail=skipped))
+            return
+        self._update(step=TenantDeletionStep.CANCELING_STRIPE_SUBSCRIPTION)
+        sub = SubscriptionCancellationInput(tenant_id=target.tenant_id, deletion_id=target.deletion_id,
+                                            stripe_subscription_id=req.subscription_external_id)
+        try:
+            done: SubscriptionCancellationResult = await workflow.execute_activity_method(
+                StripeActivities.cancel_subscription_for_deletion, sub, start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=SIDE_STEP_RETRY)
+        except ActivityError as err:
+            self._set_outcome("stripe_subscription", StepOutcome(status=OutcomeStatus.FAILED, detail=_describe(err)))
+            workflow.logger.warning("stripe subscription not cancelled; the deletion goes on")
+            return
+        if done.changed:
+            self._subscription = sub
+        self._set_outcome("stripe_subscription", done.outcome)
+
+    async def _send_cancellation_email(self, req: TenantDeletionRequest, check: TenantDeletionCheck,
+                                       grace_ends: datetime) -> None:
+        if req.trigger_source is not DeletionTriggerSource.NINEMINDS_EXTENSION:
+            self._set_outcome("cancellation_email", StepOutcome(
+                status=OutcomeStatus.SKIPPED, detail=f"not sent for {req.trigger_source.value} deletions (the "
+                "customer was told when cancelling, or an operator acts)"))
+            return
+        if not check.tenant_email:
+            self._set_outcome("cancellation_email", StepOutcome(status=OutcomeStatus.SKIPPED,
+                                                                detail="the tenant has no email address"))
+            return
+        self._update(step=TenantDeletionStep.SENDING_CANCELLATION_EMAIL)
+        try:
+            email = SendEmailRequest(
+                template=EmailTemplate.TENANT_CANCELLED, to=[check.tenant_email],
+                variables={"tenant_name": check.tenant_name or str(req.tenant_id),
+                           "data_retained_until": grace_ends.date().isoformat()},
+                idempotency_key=email_key("cancellation"), tags={"tenant_id": str(req.tenant_id)})
+        except PydanticValidationError:
+            self._set_outcome("cancellation_email", StepOutcome(
+                status=OutcomeStatus.FAILED, detail="ValidationError: the tenant's email address is not valid"))
+            return
+        try:
+            sent = await send_email(email)
+        except ActivityError as err:
+            self._set_outcome("cancellation_email", StepOutcome(status=OutcomeStatus.FAILED, detail=_describe(err)))
+            workflow.logger.warning("cancellation email not sent; the deletion goes on")
+            return
+        self._set_outcome("cancellation_email", StepOutcome(status=OutcomeStatus.DONE,
+                                                            detail=f"{sent.provider}: {sent.destination}"))
+
     def _waiting_for(self, grace_ends: datetime) -> list[str]:
         return ["confirmation", "grace_period"] if grace_ends > workflow.now() else ["confirmation"]
 
@@ -281,6 +396,19 @@ class TenantDeletionWorkflow:
         self._update(step=TenantDeletionStep.ROLLING_BACK, rollback_reason=rollback.reason,
                      rolled_back_by=rollback.rolled_back_by, waiting_for=[])
         await self._db(TenantDeletionActivities.reactivate_tenant_users, target)
+        if self._tag is not None:
+            await self._db(TenantCancellationActivities.untag_client_cancelled, self._tag)
+            self._set_outcome("client_tag", StepOutcome(status=OutcomeStatus.REMOVED))
+        if self._subscription is not None:
+            try:
+                restored: SubscriptionCancellationResult = await workflow.execute_activity_method(
+                    StripeActivities.restore_subscription_after_rollback, self._subscription,
+                    start_to_close_timeout=timedelta(seconds=30), retry_policy=SIDE_STEP_RETRY)
+            except ActivityError as err:  # the rollback goes on; state says what to restore by hand
+                self._set_outcome("stripe_subscription", StepOutcome(
+                    status=OutcomeStatus.FAILED, detail=f"not restored: {_describe(err)}"))
+            else:
+                self._set_outcome("stripe_subscription", restored.outcome)
         resumed = False
         if self._suspended_here:
             result: TenantSuspensionResult = await self._db(TenantSuspensionActivities.resume_tenant,

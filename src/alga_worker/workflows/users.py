@@ -74,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
         UserLookup,
     )
     from alga_worker.workflows.emailing import email_key, seal_binding, send_email
+    from alga_worker.workflows.failures import describe_failure as _describe
     from alga_worker.workflows.handles import activity_resolved
     from alga_worker.workflows.policies import (
         ACTIVITY_TIMEOUT,
@@ -167,14 +168,6 @@ async def _audit(action: str, tenant_id: UUID, user_id: UUID | str | None,
         workflow.logger.warning("audit record not written", extra={"action": action, "error": _describe(err)})
         return None
     return None if result.log_id is None or not result.recorded else str(result.log_id)
-
-
-def _describe(err: BaseException) -> str:
-    """``Type: message`` of the innermost failure of an activity chain (for logs and the audit row)."""
-    while isinstance(err, ActivityError) and err.cause is not None:
-        err = err.cause
-    kind = err.type if isinstance(err, ApplicationError) and err.type else type(err).__name__
-    return f"{kind}: {err}"
 
 
 def _failure_type(err: BaseException) -> str | None:
