@@ -195,7 +195,7 @@ async def test_rollback_before_the_deadline_restores_users_and_resumes_the_tenan
     # After a rollback the tenant may be deleted again (the workflow id is free, the old record makes way).
     again = await start(skipping, deletion_settings, tenant, gracePeriodSeconds=0)
     await until_awaiting(again)
-    await again.signal("rollbackDeletion", {})
+    await again.signal("rollback", {})  # the short name is the same signal
     assert (await again.result()).status is TenantDeletionStatus.ROLLED_BACK
 
 

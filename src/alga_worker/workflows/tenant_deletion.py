@@ -164,6 +164,11 @@ class TenantDeletionWorkflow:
         except (PydanticValidationError, TypeError, ValueError):
             self._rollback = RollbackDeletionSignal()
 
+    @workflow.signal(name="rollback")
+    def rollback(self, *args: Any) -> None:
+        """``rollbackDeletion`` under the short name callers may know it by; the same handler."""
+        self.rollback_deletion(*args)
+
     def _update(self, **changes: object) -> None:
         assert self._state is not None
         self._state = self._state.model_copy(update=changes)
