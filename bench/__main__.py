@@ -32,7 +32,8 @@ from typing import Any
 
 from temporalio.client import Client
 
-from alga_worker.converter import DATA_CONVERTER
+from alga_worker.config import load_client_settings
+from alga_worker.payload_codec import data_converter
 from alga_worker.runtime.devstack import DevStack
 from bench import measure, report
 
@@ -64,7 +65,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         root = Path(tmp)
         root.chmod(0o755)
         async with DevStack(root / "stack", ephemeral=True) as stack:
-            client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
+            # The converter the workers' settings give (the embedded stack's: plain unless PAYLOAD_KEYS is set).
+            client_settings = load_client_settings(stack.worker_environment(SECRETS_DIR=str(root / "secrets")))
+            converter = data_converter(client_settings)
+            client = await Client.connect(stack.temporal_address, data_converter=converter)
             ctx = measure.Context(stack=stack, client=client, root=root)
             step("(a) ceiling: no-op drain")
             ceilings = [await measure.ceiling(ctx, args.ceiling or args.tenants, "bench-noop-1", args.sequential)]

@@ -28,7 +28,6 @@ from tests.fakes.nmstore_server import FakeNmStoreServer
 from tests.fakes.stripe_server import FakeStripeServer
 
 from alga_worker.config import load_settings
-from alga_worker.converter import DATA_CONVERTER
 from alga_worker.runtime.devstack import DevStack
 from alga_worker.security import PasswordHasher
 from bench import cputime, history, promtext, workload
@@ -252,7 +251,7 @@ async def probe(ctx: Context) -> dict[str, Any]:
     runs: dict[str, _TracedRun] = {}
     with FakeNmStoreServer() as nmstore, FakeStripeServer() as stripe, OtlpReceiver() as receiver:
         interceptor, provider = _traced_client_interceptor(receiver)
-        traced = await Client.connect(ctx.stack.temporal_address, data_converter=DATA_CONVERTER,
+        traced = await Client.connect(ctx.stack.temporal_address, data_converter=ctx.client.data_converter,
                                       interceptors=[interceptor])
         otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}
         await sql_log.enable()

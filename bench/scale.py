@@ -465,10 +465,10 @@ async def main(tenants: int, runs: int, users_per_tenant: int, json_path: Path |
     from psycopg.conninfo import make_conninfo
     from temporalio.client import Client
 
-    from alga_worker.config import load_settings
-    from alga_worker.converter import DATA_CONVERTER
+    from alga_worker.config import load_client_settings, load_settings
     from alga_worker.db.migrate import migrate
     from alga_worker.db.schema_contract import RECOMMENDED_INDEXES
+    from alga_worker.payload_codec import data_converter
     from alga_worker.runtime.devstack import DevStack
     from alga_worker.runtime.worker import build_resources, build_worker
 
@@ -488,7 +488,9 @@ async def main(tenants: int, runs: int, users_per_tenant: int, json_path: Path |
             print(f"\nfilled {tenants} tenants in {fill_seconds:.1f} s ({rows:,} rows in the tenant tables, "
                   "vacuumed and analysed)")
             await _settle(filled_url)
-            client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
+            converter = data_converter(load_client_settings(stack.worker_environment(
+                SECRETS_DIR=str(Path(root) / "secrets"))))
+            client = await Client.connect(stack.temporal_address, data_converter=converter)
             targets: list[Target] = []
             workers = []
             resources = []

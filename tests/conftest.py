@@ -18,8 +18,8 @@ from psycopg.rows import dict_row
 from temporalio.client import Client
 from tests.support.data import TEST_PEPPER
 
-from alga_worker.config import Settings, load_settings
-from alga_worker.converter import DATA_CONVERTER
+from alga_worker.config import Settings, load_client_settings, load_settings
+from alga_worker.payload_codec import data_converter
 from alga_worker.runtime.devstack import DevStack
 
 
@@ -43,7 +43,10 @@ async def stack(stack_root: Path) -> AsyncIterator[DevStack]:
 
 @pytest.fixture(scope="session")
 async def client(stack: DevStack) -> Client:
-    return await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
+    # The converter from the settings the tests' workers get (worker_environment): plain, as the embedded
+    # stack is by default. Tests of payload encryption connect clients of their own with keys.
+    return await Client.connect(stack.temporal_address,
+                                data_converter=data_converter(load_client_settings(stack.worker_environment())))
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 # Create (idempotently) everything Vault needs for the temporal-worker chart with vault.enabled:
 #   1. secret/alga-psa/temporal-worker: internal_api_shared_secret (X-Internal-Secret) and
 #      temporal_webhook_secret (the X-Temporal-Signature key), the two secrets the worker shares with
-#      nm-store. Each is created once (never replaced, never printed): from the environment
+#      nm-store, and payload_keys (PAYLOAD_KEYS: from the environment, else one new key; see 1b). Each is created once (never replaced, never printed): from the environment
 #      (INTERNAL_API_SHARED_SECRET, TEMPORAL_WEBHOOK_SECRET) when set there, so an nm-store that already
 #      holds a value keeps it, else a random 48-byte value that nm-store is then given;
 #   2. secret/alga-psa/shared: checks nextauth_secret (the web app's NEXTAUTH_SECRET, the password
@@ -93,6 +93,22 @@ for pair in internal_api_shared_secret:INTERNAL_API_SHARED_SECRET \
     log "  give nm-store the same value; read it with vault kv get -field=${key}"
   fi
 done
+
+# 1b. The payload encryption keys (PAYLOAD_KEYS, docs/encryption.md): created once, never replaced.
+#     From $PAYLOAD_KEYS when set (callers that already encrypt hold these keys), else one new key
+#     k<YYYYMM>:<base64 of 32 random bytes>, which nm-store and the web app are then given. Rotation
+#     adds keys to the value by hand (docs/runbooks/payload-key-rotation.md).
+if kv_has_key "${WORKER_PATH}" payload_keys; then
+  log "${KV_MOUNT}/${WORKER_PATH}: payload_keys exists (kept)"
+elif [[ -n "${PAYLOAD_KEYS:-}" ]]; then
+  printf '%s' "${PAYLOAD_KEYS}" | kv_store_stdin "${WORKER_PATH}" payload_keys
+  log "${KV_MOUNT}/${WORKER_PATH}: payload_keys stored from \$PAYLOAD_KEYS"
+else
+  printf 'k%s:%s' "$(date -u +%Y%m)" "$(head -c 32 /dev/urandom | base64 | tr -d '\n')" \
+    | kv_store_stdin "${WORKER_PATH}" payload_keys
+  log "${KV_MOUNT}/${WORKER_PATH}: payload_keys created (one key, k$(date -u +%Y%m))"
+  log "  give nm-store and the web app the same value; read it with vault kv get -field=payload_keys"
+fi
 
 # 2. Shared secrets: key -> environment variable that may supply a missing one.
 missing=()

@@ -19,6 +19,7 @@ override secrets locally.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import shlex
@@ -89,6 +90,16 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TEMPORAL_WORKER_DEPLOYMENT_NAME", "worker_deployment_name", None, False,
              "Worker Deployment the worker joins (Worker Versioning), with BUILD_ID as its version; "
              "workflows stay pinned to the version that started them. Unset: versioning off."),
+    # Payload encryption (alga_worker.payload_codec, docs/encryption.md).
+    Variable("PAYLOAD_KEYS", "payload_keys", None, True,
+             "Payload encryption keys, `<keyId>:<base64 of 32 random bytes>` separated by commas; every "
+             "key decrypts. Unset: payloads are written plain (refused with NODE_ENV=production unless "
+             "PAYLOAD_ENCRYPTION=off)."),
+    Variable("PAYLOAD_ACTIVE_KEY_ID", "payload_active_key_id", None, False,
+             "Key id (in PAYLOAD_KEYS) that encrypts new payloads; may be unset when there is one key."),
+    Variable("PAYLOAD_ENCRYPTION", "payload_encryption", "auto", False,
+             "auto (encrypt when PAYLOAD_KEYS is set; required with NODE_ENV=production), on (keys "
+             "required) or off (write plain; keys still decrypt)."),
     Variable("DATABASE_URL", "database_url", None, True,
              "PostgreSQL URL for the worker's writes. Overrides the DB_* variables when set."),
     Variable("DB_HOST", "db_host", None, False, "PostgreSQL host (used when DATABASE_URL is unset)."),
@@ -240,6 +251,26 @@ OTEL_VARIABLES: tuple[Variable, ...] = (
              "Extra resource attributes, `key=value,...`."),
 )
 
+# The codec server (`alga-worker codec-server`, runtime/codec_server.py): its own process and pod, so
+# these are not worker variables (the worker never reads them; variable_names() leaves them out). It
+# also reads PAYLOAD_KEYS, PAYLOAD_ACTIVE_KEY_ID, PAYLOAD_ENCRYPTION, LOG_LEVEL, LOG_FORMAT, NODE_ENV,
+# BUILD_ID and SECRETS_DIR/SECRETS_PRECEDENCE as the worker does. Loaded by load_codec_server_settings.
+CODEC_SERVER_VARIABLES: tuple[Variable, ...] = (
+    Variable("CODEC_SERVER_TOKEN", "token", None, True,
+             "Bearer token the codec server requires (`Authorization: Bearer <token>`, compared in constant "
+             "time); at least 32 characters. Unset: CODEC_SERVER_TLS_CLIENT_CA must be set."),
+    Variable("CODEC_SERVER_CORS_ORIGINS", "cors_origins", None, False,
+             "Comma-separated origins (`https://host[:port]`) of the Temporal Web UI allowed to call the codec "
+             "server from a browser. Unset: no CORS headers (the CLI needs none)."),
+    Variable("CODEC_SERVER_TLS_CERT", "tls_cert", None, False,
+             "PEM certificate (chain) file: the codec server serves HTTPS. Set with CODEC_SERVER_TLS_KEY."),
+    Variable("CODEC_SERVER_TLS_KEY", "tls_key", None, False, "PEM private key file of CODEC_SERVER_TLS_CERT."),
+    Variable("CODEC_SERVER_TLS_CLIENT_CA", "tls_client_ca", None, False,
+             "PEM CA file: clients must present a certificate it signed (mTLS), checked in the TLS handshake."),
+    Variable("CODEC_SERVER_MAX_BODY_BYTES", "max_body_bytes", "8388608", False,
+             "Largest request body the codec server reads; larger requests get 413."),
+)
+
 _BY_NAME = {v.name: v for v in VARIABLES}
 
 
@@ -371,6 +402,10 @@ class Settings(BaseModel):
     task_queue: str = Field(min_length=1, max_length=200)
     # No '.' (the server splits "<deployment>.<build id>" at the first dot), ':' or whitespace.
     worker_deployment_name: str | None = Field(default=None, max_length=200, pattern=r"^[^.:\s]+$")
+    # Payload encryption (alga_worker.payload_codec); parsed and cross-checked in load_settings.
+    payload_keys: SecretStr | None = Field(default=None, repr=False)
+    payload_active_key_id: str | None = None
+    payload_encryption: Literal["auto", "on", "off"] = "auto"
     database_url: SecretStr | None = None
     db_host: str | None = None
     db_port: int = Field(ge=1, le=65535)
@@ -450,7 +485,7 @@ class Settings(BaseModel):
     # OpenTelemetry export (OTEL_VARIABLES); None: tracing off.
     tracing: TracingSettings | None = None
 
-    @field_validator("log_level", "email_provider", mode="before")
+    @field_validator("log_level", "email_provider", "payload_encryption", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
@@ -544,6 +579,9 @@ class Settings(BaseModel):
             found.append(str(api_key))
         if self.tracing is not None:
             found.extend(self.tracing.secret_values())
+        if self.payload_keys is not None:  # each key on its own too (a log line may hold just one)
+            found.extend(part.partition(":")[2].strip()
+                         for part in self.payload_keys.get_secret_value().split(",") if ":" in part)
         return found
 
 
@@ -628,6 +666,12 @@ def _cross_checks(raw: Mapping[str, Any], field_to_var: Mapping[str, str]) -> li
         # pinned to) the same version, so a rollout could not tell old code from new.
         problems.append(("BUILD_ID", "must be the image's build id (git sha), not 'dev', when "
                                      "TEMPORAL_WORKER_DEPLOYMENT_NAME is set"))
+    from alga_worker.payload_codec import settings_problems
+
+    # The format only: the production policy (keys required) is checked where a worker starts
+    # (alga_worker.payload_codec.require_encryption_policy), not for every Settings a tool builds.
+    problems += settings_problems(raw.get("payload_keys"), raw.get("payload_active_key_id"),
+                                  raw.get("payload_encryption"), environment=None, check_mode=False)
     return problems
 
 
@@ -641,6 +685,104 @@ def _temporal_connect_config(env: Mapping[str, str]) -> dict[str, Any]:
     config.setdefault("target_host", "localhost:7233")
     config.setdefault("namespace", "default")
     return dict(config)
+
+
+class CodecServerSettings(BaseModel):
+    """The codec server's configuration (CODEC_SERVER_VARIABLES and the PAYLOAD_* keys). No database,
+    no pepper: the codec server holds only what it needs to decrypt."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    token: SecretStr | None = Field(default=None, min_length=32)
+    cors_origins: tuple[str, ...] = ()
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    max_body_bytes: int = Field(ge=1024, le=256 * 1024 * 1024)
+    payload_keys: SecretStr
+    payload_active_key_id: str | None = None
+    payload_encryption: str = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    environment: str = "production"
+    build_id: str = "dev"
+
+    def secret_values(self) -> list[str]:
+        """The token, the keys variable and each key's base64, for the log redaction filter."""
+        found = [self.payload_keys.get_secret_value()]
+        found += [item.partition(":")[2].strip() for item in self.payload_keys.get_secret_value().split(",")
+                  if item.partition(":")[2].strip()]
+        if self.token is not None:
+            found.append(self.token.get_secret_value())
+        return found
+
+
+def load_codec_server_settings(environ: Mapping[str, str] | None = None) -> CodecServerSettings:
+    """Read the codec server's variables (env and secret files); raise :class:`ConfigError` naming every
+    bad variable, never a value."""
+    from alga_worker.payload_codec import PayloadKeyError, PayloadKeys
+    from alga_worker.runtime.codec_server import parse_origins
+
+    env = merged_environment(environ)
+
+    def value(name: str) -> str | None:
+        declared = _CODEC_SERVER_BY_NAME.get(name) or _BY_NAME.get(name)
+        got = env.get(name)
+        return got if got not in (None, "") else (declared.default if declared else None)
+
+    problems: list[tuple[str, str]] = []
+    raw: dict[str, Any] = {var.field: value(var.name) for var in CODEC_SERVER_VARIABLES if value(var.name) is not None}
+    try:
+        raw["cors_origins"] = parse_origins(raw.get("cors_origins"))
+    except ValueError as err:
+        problems.append(("CODEC_SERVER_CORS_ORIGINS", str(err)))
+        raw.pop("cors_origins")
+    for name, field in (("CODEC_SERVER_TLS_CERT", "tls_cert"), ("CODEC_SERVER_TLS_KEY", "tls_key"),
+                        ("CODEC_SERVER_TLS_CLIENT_CA", "tls_client_ca")):
+        if field in raw and not Path(raw[field]).is_file():
+            problems.append((name, "not a readable file"))
+    if ("tls_cert" in raw) != ("tls_key" in raw):
+        problems.append(("CODEC_SERVER_TLS_KEY" if "tls_cert" in raw else "CODEC_SERVER_TLS_CERT",
+                         "CODEC_SERVER_TLS_CERT and CODEC_SERVER_TLS_KEY are set together"))
+    if "tls_client_ca" in raw and "tls_cert" not in raw:
+        problems.append(("CODEC_SERVER_TLS_CLIENT_CA", "needs CODEC_SERVER_TLS_CERT and CODEC_SERVER_TLS_KEY"))
+    if "token" not in raw and "tls_client_ca" not in raw:
+        problems.append(("CODEC_SERVER_TOKEN", "required unless CODEC_SERVER_TLS_CLIENT_CA is set: the codec "
+                                               "server never serves decrypted payloads unauthenticated"))
+    keys = value("PAYLOAD_KEYS")
+    active = value("PAYLOAD_ACTIVE_KEY_ID")
+    if not keys or not keys.strip():
+        problems.append(("PAYLOAD_KEYS", "required: the codec server has no key to decrypt with"))
+    else:
+        raw["payload_keys"] = keys
+        try:
+            PayloadKeys.parse(keys, active)
+        except PayloadKeyError as err:
+            problems.append((err.variable, err.reason))
+    raw["payload_active_key_id"] = active
+    for name, field in (("PAYLOAD_ENCRYPTION", "payload_encryption"), ("LOG_LEVEL", "log_level"),
+                        ("LOG_FORMAT", "log_format"), ("NODE_ENV", "environment"), ("BUILD_ID", "build_id")):
+        got = value(name)
+        if got is not None:
+            raw[field] = got.lower() if field in ("log_level", "log_format", "payload_encryption") else got
+    by_field = {var.field: var.name for var in CODEC_SERVER_VARIABLES}
+    by_field.update(payload_keys="PAYLOAD_KEYS", payload_active_key_id="PAYLOAD_ACTIVE_KEY_ID",
+                    payload_encryption="PAYLOAD_ENCRYPTION", log_level="LOG_LEVEL", log_format="LOG_FORMAT",
+                    environment="NODE_ENV", build_id="BUILD_ID")
+    settings: CodecServerSettings | None = None
+    try:
+        settings = CodecServerSettings.model_validate(raw)
+    except ValidationError as err:
+        for item in err.errors(include_input=False, include_url=False):
+            name = by_field.get(str(item["loc"][0]) if item["loc"] else "", str(item["loc"]))
+            if not any(name == known for known, _ in problems):
+                problems.append((name, "required but not set" if item["type"] == "missing" else item["msg"]))
+    if problems or settings is None:
+        raise ConfigError(problems)
+    return settings
+
+
+_CODEC_SERVER_BY_NAME = {v.name: v for v in CODEC_SERVER_VARIABLES}
 
 
 def describe_variable(name: str) -> Variable | None:
@@ -673,6 +815,10 @@ class ClientSettings:
     task_queue: str
     # TEMPORAL_WORKER_DEPLOYMENT_NAME: `deployment` commands and a pinned health check need it.
     worker_deployment_name: str | None = None
+    # Payload encryption, as the worker's (alga_worker.payload_codec.data_converter reads these).
+    payload_keys: SecretStr | None = dataclasses.field(default=None, repr=False)
+    payload_active_key_id: str | None = None
+    payload_encryption: str = "auto"
 
 
 def load_client_settings(environ: Mapping[str, str] | None = None) -> ClientSettings:
@@ -681,6 +827,17 @@ def load_client_settings(environ: Mapping[str, str] | None = None) -> ClientSett
         connect = _temporal_connect_config(env)
     except Exception as err:
         raise ConfigError([("TEMPORAL_*", f"{type(err).__name__}: cannot load connection config")]) from None
+    from alga_worker.payload_codec import settings_problems
+
+    keys, active = env.get("PAYLOAD_KEYS") or None, env.get("PAYLOAD_ACTIVE_KEY_ID") or None
+    mode = (env.get("PAYLOAD_ENCRYPTION") or "auto").strip().lower()
+    # No production refusal here: an operator's plain start still runs (the worker decodes plain input).
+    problems = settings_problems(keys, active, mode, environment=None)
+    if problems:
+        raise ConfigError(problems)
     return ClientSettings(temporal_connect=connect,
                           task_queue=env.get("TEMPORAL_TASK_QUEUE") or "tenant-workflows",
-                          worker_deployment_name=env.get("TEMPORAL_WORKER_DEPLOYMENT_NAME") or None)
+                          worker_deployment_name=env.get("TEMPORAL_WORKER_DEPLOYMENT_NAME") or None,
+                          payload_keys=SecretStr(keys) if keys else None,
+                          payload_active_key_id=active.strip() if active else None,
+                          payload_encryption=mode)

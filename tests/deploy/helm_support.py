@@ -236,15 +236,24 @@ class WorkerEnvironment:
         return self.configmap_names | set(self.env_names) | self.vault_names
 
 
+# PAYLOAD_KEYS must parse (`<keyId>:<base64 of 32 bytes>`), so its stand-ins are well-formed keys.
+PAYLOAD_KEYS_PLACEHOLDER = {"k8s": "k8s-test:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                            "vault": "vault-test:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}
+
+
 def secret_placeholder(name: str) -> str:
     """A stand-in for a Kubernetes Secret value; URL-shaped for DATABASE_URL so it validates."""
     if name == "DATABASE_URL":
         return "postgresql://worker:pw@db.example:5432/server"
+    if name == "PAYLOAD_KEYS":
+        return PAYLOAD_KEYS_PLACEHOLDER["k8s"]
     return f"k8s-secret-{name.lower()}-{TRICKY}"
 
 
 def vault_placeholder(key: str) -> str:
     """A stand-in for a value stored in Vault under `key`."""
+    if key == "payload_keys":
+        return PAYLOAD_KEYS_PLACEHOLDER["vault"]
     return f"vault-{key}-{TRICKY}"
 
 

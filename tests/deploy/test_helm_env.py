@@ -40,10 +40,14 @@ from helm_support import (
 )
 
 from alga_worker import config
+from alga_worker.payload_codec import require_encryption_policy
 
 ALL_NAMES = set(config.variable_names())
 SECRET_NAMES = {v.name for v in (*config.VARIABLES, *config.TEMPORAL_VARIABLES, *config.OTEL_VARIABLES) if v.secret}
 SETS = value_sets()
+# Two keys, the Vault value a rotation leaves (the active id is config: PAYLOAD_ACTIVE_KEY_ID).
+PAYLOAD_KEYS = ("old-2025:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=,"
+                "k2026a:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=")
 
 # A value for every non-secret variable (valid where the worker parses it), to show all are settable.
 EVERY_CONFIG_VALUE: dict[str, str] = {
@@ -75,6 +79,8 @@ EVERY_CONFIG_VALUE: dict[str, str] = {
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://otel-collector.monitoring.svc.cluster.local:4318/v1/traces",
     "OTEL_SERVICE_NAME": "alga-temporal-worker",
     "OTEL_RESOURCE_ATTRIBUTES": "k8s.cluster.name=eu-1",
+    "PAYLOAD_ACTIVE_KEY_ID": "k8s-test",
+    "PAYLOAD_ENCRYPTION": "on",
 }
 
 
@@ -164,6 +170,10 @@ def test_shipped_configuration_loads_into_settings(value_set: ValueSet, tmp_path
     assert settings.db_password_admin is not None
     assert settings.graceful_shutdown_seconds == 30
     assert (settings.health_check_port, settings.metrics_port) == (8080, 9464)
+    # A production set delivers PAYLOAD_KEYS: the worker would refuse to start without them.
+    require_encryption_policy(settings)
+    if settings.environment == "production":
+        assert settings.payload_keys is not None, "a production set must deliver PAYLOAD_KEYS"
     if value_set.vault:
         # The pepper comes from the Vault key mapped to the variable PASSWORD_PEPPER_VARIABLE names.
         pepper = settings.password_pepper_variable
@@ -220,7 +230,8 @@ def test_vault_templates_parse_into_the_right_values(tmp_path: Path) -> None:
     assert set(templates) == {"temporal-worker", "shared"}
     stored = {
         "secret/data/alga-psa/temporal-worker": {"internal_api_shared_secret": "in'ter\"nal $X `y` \\z",
-                                                 "temporal_webhook_secret": "wh'sec $(id) \"#x"},
+                                                 "temporal_webhook_secret": "wh'sec $(id) \"#x",
+                                                 "payload_keys": PAYLOAD_KEYS},
         "secret/data/alga-psa/shared": {
             "nextauth_secret": TRICKY,
             "postgres_password": "p@ss:w/rd'#1",
@@ -244,15 +255,17 @@ def test_vault_templates_parse_into_the_right_values(tmp_path: Path) -> None:
         "RESEND_API_KEY": "re_123$abc",
         "TEMPORAL_WEBHOOK_SECRET": "wh'sec $(id) \"#x",
         "STRIPE_SECRET_KEY": "sk_live_'quoted'$",
+        "PAYLOAD_KEYS": PAYLOAD_KEYS,
     }
     env = {"DB_HOST": "db", "EMAIL_PROVIDER": "resend", "SECRETS_DIR": str(tmp_path),
-           "PASSWORD_PEPPER_VARIABLE": "NEXTAUTH_SECRET"}
+           "PASSWORD_PEPPER_VARIABLE": "NEXTAUTH_SECRET", "PAYLOAD_ACTIVE_KEY_ID": "k2026a"}
     settings = config.load_settings(env)
     assert settings.password_pepper.get_secret_value() == TRICKY
     assert settings.temporal_webhook_secret is not None and settings.stripe_secret_key is not None
     assert settings.temporal_webhook_secret.get_secret_value() == "wh'sec $(id) \"#x"
     assert settings.db_password_admin is not None
     assert settings.db_password_admin.get_secret_value() == "p@ss:w/rd'#1"
+    assert settings.payload_keys is not None and settings.payload_keys.get_secret_value() == PAYLOAD_KEYS
 
 
 def test_vault_template_with_missing_key_fails_instead_of_rendering_placeholder() -> None:

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 from helm_support import HELM_DIR, REPO_ROOT, load_yaml, tool_next_to_python
 
+from alga_worker.payload_codec import PayloadKeys
+
 VAULT_DIR = REPO_ROOT / "deploy" / "vault"
 SETUP = VAULT_DIR / "setup.sh"
 POLICY = VAULT_DIR / "temporal-worker-policy.hcl"
@@ -194,10 +196,14 @@ def test_setup_creates_everything_then_is_idempotent(fake_vault: FakeVault) -> N
     state = fake_vault.load()
     worker = state["kv"]["secret/alga-psa/temporal-worker"]
     internal, webhook = worker["internal_api_shared_secret"], worker["temporal_webhook_secret"]
-    assert set(worker) == {"internal_api_shared_secret", "temporal_webhook_secret"}
+    assert set(worker) == {"internal_api_shared_secret", "temporal_webhook_secret", "payload_keys"}
     for generated in (internal, webhook):
         assert re.fullmatch(r"[A-Za-z0-9_-]{64}", generated), "48 random bytes, base64url"
     assert internal != webhook
+    # One new payload key, in the form the worker reads (PAYLOAD_KEYS).
+    payload_keys = worker["payload_keys"]
+    assert re.fullmatch(r"k\d{6}:[A-Za-z0-9+/]{43}=", payload_keys), "k<YYYYMM>:<base64 of 32 bytes>"
+    assert PayloadKeys.parse(payload_keys).active_key_id == payload_keys.split(":")[0]
     assert state["kv"]["secret/alga-psa/shared"] == {
         "nextauth_secret": SHARED_FROM_ENV["NEXTAUTH_SECRET"],
         "postgres_password": SHARED_FROM_ENV["DB_PASSWORD_ADMIN"],
@@ -212,7 +218,7 @@ def test_setup_creates_everything_then_is_idempotent(fake_vault: FakeVault) -> N
     assert role["token_policies"] == "temporal-worker-py"
     assert "temporal-worker" not in state["policies"], "the original worker's policy must not be touched"
 
-    secrets = [internal, webhook, *SHARED_FROM_ENV.values()]
+    secrets = [internal, webhook, payload_keys.split(":")[1], *SHARED_FROM_ENV.values()]
     calls_text = json.dumps(fake_vault.calls())
     for value in secrets:
         assert value not in first.stdout + first.stderr, "a secret value was printed"
@@ -242,8 +248,9 @@ def test_setup_never_invents_shared_secrets(fake_vault: FakeVault) -> None:
         assert key in result.stderr
     state = fake_vault.load()
     assert "secret/alga-psa/shared" not in state["kv"]
+    # The worker's own secrets are its to create (the payload key too): only shared ones are never invented.
     assert set(state["kv"]["secret/alga-psa/temporal-worker"]) == {"internal_api_shared_secret",
-                                                                    "temporal_webhook_secret"}
+                                                                    "temporal_webhook_secret", "payload_keys"}
     assert "temporal-worker-py" in state["policies"]
     assert "auth/kubernetes/role/temporal-worker-py" in state["roles"]
 
@@ -283,12 +290,14 @@ def test_setup_requires_login_and_kubernetes_auth(fake_vault: FakeVault) -> None
 def test_setup_takes_nm_store_secrets_from_the_environment_when_given(fake_vault: FakeVault) -> None:
     """An nm-store that already holds its secrets keeps them: the values come from the environment
     (through stdin, never printed), and an existing Vault value is still never replaced."""
-    given = {"INTERNAL_API_SHARED_SECRET": "nm-internal-Secret6", "TEMPORAL_WEBHOOK_SECRET": "nm-webhook-Secret7"}
+    given = {"INTERNAL_API_SHARED_SECRET": "nm-internal-Secret6", "TEMPORAL_WEBHOOK_SECRET": "nm-webhook-Secret7",
+             "PAYLOAD_KEYS": "k2026:" + "A" * 43 + "="}
     result = fake_vault.run({**SHARED_FROM_ENV, **given})
     assert result.returncode == 0, result.stderr
     assert fake_vault.load()["kv"]["secret/alga-psa/temporal-worker"] == {
         "internal_api_shared_secret": given["INTERNAL_API_SHARED_SECRET"],
         "temporal_webhook_secret": given["TEMPORAL_WEBHOOK_SECRET"],
+        "payload_keys": given["PAYLOAD_KEYS"],
     }
     calls_text = json.dumps(fake_vault.calls())
     for value in given.values():

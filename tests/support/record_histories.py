@@ -6,6 +6,7 @@
     .venv/bin/python -m tests.support.record_histories suspension # suspendTenantWorkflow, resumeTenantWorkflow
     .venv/bin/python -m tests.support.record_histories export     # tenantExportWorkflow: written, unknown tenant
     .venv/bin/python -m tests.support.record_histories deletion   # tenantDeletionWorkflow: deleted, rolled back
+    .venv/bin/python -m tests.support.record_histories encrypted  # payloads encrypted under the test key old-2026
 
 Commit the JSON files it writes. The first set predates ``checkout-processing-v1``: it proves that
 runs started before that patch still replay, so do not re-record it with today's code. A replay
@@ -28,9 +29,16 @@ from tests.support.workers import running_worker
 
 from alga_worker.config import load_settings
 from alga_worker.converter import DATA_CONVERTER
+from alga_worker.payload_codec import data_converter
 from alga_worker.runtime.devstack import DevStack
 
 OUT = Path(__file__).resolve().parents[1] / "integration" / "histories"
+ENCRYPTED_OUT = OUT / "encrypted"  # replayed by test_payload_encryption.py with the key, not by test_replay.py
+
+# A fixed, published test key (never a real one): the encrypted histories were written under it, and the
+# replay test reads them after a "rotation" to a new active key that still holds this one.
+OLD_KEY_ID = "old-2026"
+OLD_KEY = "b2xkLTIwMjYtdGVzdC1rZXktbm90LWEtc2VjcmV0ISE="  # base64 of b"old-2026-test-key-not-a-secret!!"
 
 
 async def main() -> None:
@@ -261,9 +269,37 @@ async def deletion() -> None:
                 print(f"wrote {name}.json ({len(history.events)} events)")
 
 
+async def encrypted() -> None:
+    """A provisioning and a refused send-email run on a worker and client encrypting under old-2026."""
+    with tempfile.TemporaryDirectory() as root:
+        Path(root).chmod(0o755)
+        async with DevStack(Path(root) / "stack", ephemeral=True) as stack:
+            queue = "record-histories"
+            settings = load_settings(stack.worker_environment(
+                ALGA_AUTH_KEY=TEST_PEPPER, TEMPORAL_TASK_QUEUE=queue, EMAIL_OUTBOX_DIR=str(Path(root) / "outbox"),
+                SECRETS_DIR=str(Path(root) / "secrets"), PAYLOAD_KEYS=f"{OLD_KEY_ID}:{OLD_KEY}",
+                PAYLOAD_ACTIVE_KEY_ID=OLD_KEY_ID))
+            client = await Client.connect(stack.temporal_address, data_converter=data_converter(settings))
+            async with running_worker(client, settings):
+                done = await client.start_workflow("tenantCreationWorkflow", tenant_request(),
+                                                   id=f"replay-encrypted-{uuid.uuid4().hex[:8]}", task_queue=queue)
+                await done.result()
+                refused = await client.start_workflow(
+                    "sendEmailWorkflow", {"template": "no_such_template", "to": ["ops@example-msp.com"],
+                                          "variables": {}},
+                    id=f"replay-encrypted-refused-{uuid.uuid4().hex[:8]}", task_queue=queue)
+                with contextlib.suppress(WorkflowFailureError):
+                    await refused.result()
+            ENCRYPTED_OUT.mkdir(exist_ok=True)
+            for name, handle in (("tenant_creation_completed", done), ("send_email_refused", refused)):
+                history = await handle.fetch_history()
+                (ENCRYPTED_OUT / f"{name}.json").write_text(history.to_json())
+                print(f"wrote encrypted/{name}.json ({len(history.events)} events)")
+
+
 if __name__ == "__main__":
     import sys
 
     modes = {"checkout": checkout, "users": users, "suspension": suspension, "export": export,
-             "deletion": deletion}
+             "deletion": deletion, "encrypted": encrypted}
     asyncio.run(modes[sys.argv[1]]() if sys.argv[1:] else main())

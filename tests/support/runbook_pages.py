@@ -31,4 +31,4 @@ ALERT_PAGES: dict[str, str] = {
 # Situations without an alert of their own (linked from the alert pages).
 SITUATION_PAGES: tuple[str, ...] = ("worker-not-polling.md", "stuck-provisioning.md", "email-provider-outage.md",
                                     "nm-store-outage.md", "database-failover.md", "secret-rotation.md",
-                                    "rollback.md")
+                                    "rollback.md", "payload-key-rotation.md", "payload-key-lost.md")

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from alga_worker.config import OTEL_VARIABLES, TEMPORAL_VARIABLES, VARIABLES, Variable
+from alga_worker.config import CODEC_SERVER_VARIABLES, OTEL_VARIABLES, TEMPORAL_VARIABLES, VARIABLES, Variable
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 HEADER = ["Variable", "Default", "Secret", "Meaning"]
 UNSET = "—"
 NAME_RE = re.compile(r"^`([A-Z][A-Z0-9_]*)`$")
-ALL_VARIABLES: tuple[Variable, ...] = (*VARIABLES, *TEMPORAL_VARIABLES, *OTEL_VARIABLES)
+ALL_VARIABLES: tuple[Variable, ...] = (*VARIABLES, *TEMPORAL_VARIABLES, *OTEL_VARIABLES, *CODEC_SERVER_VARIABLES)
 
 # Group heading (a word in it) -> names that must be documented under it.
 GROUPS: dict[str, set[str]] = {
@@ -34,6 +34,8 @@ GROUPS: dict[str, set[str]] = {
     "Secrets": {"SECRETS_DIR", "SECRETS_PRECEDENCE"},
     "Tracing": {v.name for v in OTEL_VARIABLES},
     "Tenant exports": {v.name for v in VARIABLES if v.name.startswith(("EXPORT_", "TENANT_DELETION_"))},
+    "Payload encryption": {"PAYLOAD_KEYS", "PAYLOAD_ACTIVE_KEY_ID", "PAYLOAD_ENCRYPTION"},
+    "Codec server": {v.name for v in CODEC_SERVER_VARIABLES},
 }
 
 

@@ -23,6 +23,7 @@ from uuid import uuid4
 import typer
 from rich.table import Table
 
+from alga_worker.cli.codec_server import codec_server
 from alga_worker.cli.common import (
     EXIT_CONFIG,
     EXIT_DB,
@@ -92,6 +93,7 @@ app.add_typer(checkout_app, name="checkout")
 app.add_typer(user_app, name="user")
 app.add_typer(email_app, name="email")
 app.add_typer(deployment_app, name="deployment")
+app.command("codec-server")(codec_server)  # the Temporal codec server (payload encryption)
 
 def _setup_logging(settings: Settings) -> None:
     from alga_worker.runtime.logging import configure_logging

@@ -43,10 +43,16 @@ def fail(code: int, message: str) -> typer.Exit:
 
 
 def settings() -> Settings:
+    """The worker's settings, including the start-up policy on payload encryption (a production
+    worker without PAYLOAD_KEYS is refused unless PAYLOAD_ENCRYPTION=off)."""
+    from alga_worker.payload_codec import require_encryption_policy
+
     try:
-        return load_settings()
+        loaded = load_settings()
+        require_encryption_policy(loaded)
     except ConfigError as err:
         raise fail(EXIT_CONFIG, str(err)) from None
+    return loaded
 
 
 def client_settings() -> ClientSettings:
@@ -59,11 +65,12 @@ def client_settings() -> ClientSettings:
 async def client(cs: ClientSettings) -> Any:
     from temporalio.client import Client
 
-    from alga_worker.converter import DATA_CONVERTER
+    from alga_worker.payload_codec import data_converter
 
     interceptors = _tracing_interceptors()
     try:
-        return await Client.connect(**cs.temporal_connect, data_converter=DATA_CONVERTER, interceptors=interceptors)
+        return await Client.connect(**cs.temporal_connect, data_converter=data_converter(cs),
+                                    interceptors=interceptors)
     except Exception as err:
         raise fail(EXIT_TEMPORAL, f"cannot reach Temporal at {cs.temporal_connect.get('target_host')}: "
                                   f"{type(err).__name__}") from None

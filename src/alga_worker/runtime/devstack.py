@@ -168,6 +168,8 @@ class DevStack:
             "EMAIL_OUTBOX_DIR": str(self.root / "outbox"),
             "EXPORT_DIR": str(self.root / "exports"),  # tenant exports (docs/lifecycle.md "Export")
             "SECRETS_DIR": str(self.root / "secrets"),
+            # development: no PAYLOAD_KEYS needed, payloads stay plain on the embedded stack unless a
+            # caller passes PAYLOAD_KEYS (alga_worker.payload_codec).
             "NODE_ENV": "development",
             "METRICS_PORT": "0",
             "HEALTH_CHECK_PORT": "0",

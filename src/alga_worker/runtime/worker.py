@@ -58,11 +58,11 @@ from alga_worker.activities.tenant_suspension import TenantSuspensionActivities
 from alga_worker.activities.tenants import TenantActivities
 from alga_worker.activities.users import UserActivities
 from alga_worker.config import Settings
-from alga_worker.converter import DATA_CONVERTER
 from alga_worker.db.pool import DbPool, open_pool
 from alga_worker.email.providers import EmailSender, build_email_sender
 from alga_worker.models import WORKFLOW_TYPE_TENANT_CREATION
 from alga_worker.nmstore import new_http_client
+from alga_worker.payload_codec import data_converter, require_encryption_policy
 from alga_worker.runtime import gauges, tracing
 from alga_worker.runtime.health import (
     CHECK_TIMEOUT_SECONDS,
@@ -123,7 +123,9 @@ def build_runtime(settings: Settings) -> Runtime:
 async def connect_client(settings: Settings, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
         **settings.temporal_connect,
-        data_converter=DATA_CONVERTER,
+        # Payload encryption when PAYLOAD_KEYS is set (alga_worker.payload_codec); the worker
+        # inherits the client's converter.
+        data_converter=data_converter(settings),
         runtime=runtime,
         identity=f"{socket.gethostname()}@{settings.build_id}",
         # Tracing (runtime/tracing.py) when on: the worker inherits the client's interceptor.
@@ -418,6 +420,7 @@ async def _monitor(state: HealthState, client: Client, probe: DatabaseProbe, wor
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None,
                      install_signal_handlers: bool = True, state: HealthState | None = None) -> int:
     """Run until SIGTERM/SIGINT (or ``stop``), drain, and return the process exit code."""
+    require_encryption_policy(settings)  # ConfigError: a production worker must not write plain payloads
     stop = stop or asyncio.Event()
     state = state or HealthState(build_id=settings.build_id, task_queue=settings.task_queue)
     health: HealthServer | None = None
