@@ -35,7 +35,7 @@ from temporalio.client import Client
 from alga_worker.config import load_client_settings
 from alga_worker.payload_codec import data_converter
 from alga_worker.runtime.devstack import DevStack
-from bench import measure, report
+from bench import codec_cost, measure, report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -92,6 +92,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             step("probe: traced provisionings (plain, checkout)")
             results["probe"] = await measure.probe(ctx)
             results["pbkdf2"] = measure.pbkdf2(ctx)
+    # The payload codec's cost per tenant (issue 14), on a stack of its own: the payloads of one plain
+    # and one checkout provisioning through AES-256-GCM (bench/codec_cost.py; about 4 s).
+    step("payload codec: encode/decode of one provisioning's payloads")
+    results["codec"] = await codec_cost.run(repeats=200)
     results["machine"]["load_average_at_end"] = report.load_average()
     results["targets"] = report.targets(results)
     results["wall_seconds"] = time.perf_counter() - wall
@@ -107,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     results = asyncio.run(run(args))
     print(report.render(results))
+    print("\n" + codec_cost.render(results["codec"]))
     report.write_json(results, args.json)
     print(f"\nwall time {results['wall_seconds']:.0f} s; results in {args.json}")
 

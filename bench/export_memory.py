@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import tempfile
@@ -98,9 +99,9 @@ async def run(extra: list[int], batch: int) -> list[dict[str, Any]]:
                     req = TenantExportInput(tenant_id=tenant, export_id=uuid.uuid4(), requested_by="bench")
                     outcome: TenantExportOutcome
                     outcome, peak, seconds = await peak_of(
-                        lambda req=req: ActivityEnvironment().run(acts["export_tenant_data"], req))
+                        functools.partial(ActivityEnvironment().run, acts["export_tenant_data"], req))
                     size, naive_peak, naive_seconds = await peak_of(
-                        lambda tenant=tenant: load_like_the_original(stack.database_url, tenant))
+                        functools.partial(load_like_the_original, stack.database_url, tenant))
                     results.append({"extra_rows": n, "rows": outcome.record_count, "tables": outcome.table_count,
                                     "compressed_bytes": outcome.file_size_bytes, "export_peak_bytes": peak,
                                     "export_seconds": round(seconds, 3), "whole_document_bytes": size,

@@ -314,3 +314,41 @@ async def test_a_history_encrypted_under_a_retired_key_replays_after_rotation(na
     assert result.replay_failure is not None
     assert OLD_KEY_ID in str(result.replay_failure), result.replay_failure
 
+
+
+async def test_an_encrypted_run_completes_on_a_worker_that_reads_but_does_not_write_encrypted(
+        stack: DevStack, worker_env) -> None:
+    """The reverse of the plain-caller case: a caller that encrypts, a worker with the key but
+    PAYLOAD_ENCRYPTION=off (step 1 of switching on): it reads the encrypted input and writes plain."""
+    writer = load_settings(keyed(worker_env, f"{NEW_KEY_ID}:{NEW_KEY}", NEW_KEY_ID))
+    reader = load_settings(dict(keyed(worker_env, f"{NEW_KEY_ID}:{NEW_KEY}", NEW_KEY_ID), PAYLOAD_ENCRYPTION="off"))
+    starter = await connect(stack, writer)
+    request = secret_request()
+    async with running_worker(await connect(stack, reader), reader):
+        handle = await starter.start_workflow("tenantCreationWorkflow", request,
+                                              id=f"reverse-{uuid.uuid4().hex[:8]}", task_queue=reader.task_queue)
+        result = await handle.result()
+    assert result["adminEmail"] == request["adminUser"]["email"]
+    history = await handle.fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    assert started.input.payloads[0].metadata["encoding"] == ENCODING  # the caller's input: encrypted
+    completed = history.events[-1].workflow_execution_completed_event_attributes
+    assert completed.result.payloads[0].metadata["encoding"] == b"json/plain"  # the worker's result: plain
+
+
+async def test_a_memo_is_encrypted_like_every_other_payload(stack: DevStack, worker_env) -> None:
+    """Memos are payloads too: a caller's memo is stored encrypted and read back decoded."""
+    settings = load_settings(keyed(worker_env, f"{NEW_KEY_ID}:{NEW_KEY}", NEW_KEY_ID))
+    client = await connect(stack, settings)
+    request = secret_request()
+    note = f"customer {request['adminUser']['email']}"
+    handle = await client.start_workflow("tenantCreationWorkflow", request, id=f"memo-{uuid.uuid4().hex[:8]}",
+                                         task_queue=f"nobody-polls-{uuid.uuid4().hex[:8]}", memo={"note": note})
+    try:
+        history = await handle.fetch_history()
+        stored = history.events[0].workflow_execution_started_event_attributes.memo.fields["note"]
+        assert stored.metadata["encoding"] == ENCODING
+        assert_nothing_in_clear(history, needles(request))
+        assert await (await handle.describe()).memo_value("note") == note  # decoded for the keyed client
+    finally:
+        await handle.terminate("test over")
