@@ -18,12 +18,11 @@ What is proven here, row by row:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from tests.support.data import TEST_PEPPER, unique_email
 from tests.support.history import payloads_of
 from tests.support.processes import cli
 from tests.support.visibility import workflow_ids_matching
-from tests.support.workers import activity_name, outbox_messages, running_worker, text_body
+from tests.support.workers import Activities, activities_for, outbox_messages, running_worker, text_body
 
 from alga_worker import errors
 from alga_worker.config import Settings, load_settings
@@ -57,14 +56,12 @@ from alga_worker.models import (
     ProvisionTenantOutput,
     WelcomeEmailInput,
 )
-from alga_worker.runtime.worker import WorkerResources, build_resources
 from alga_worker.security import CredentialSealer
 
 MGMT = uuid.UUID("00000000-0000-4000-8000-000000000001")  # 0002_management_tenant.sql
 PORTAL_URL = "https://support.nineminds.test/auth/client-portal/signin"
 PORTAL_PASSWORD_LINE = re.compile(r"Client portal temporary password:\s*(\S+)")
 
-Activities = dict[str, Callable[..., Any]]
 
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -78,15 +75,6 @@ def tracking_env(worker_env: dict[str, str]) -> dict[str, str]:
 @pytest.fixture
 def tracking_settings(tracking_env: dict[str, str]) -> Settings:
     return load_settings(tracking_env)
-
-
-@contextlib.asynccontextmanager
-async def activities_for(settings: Settings) -> AsyncIterator[Activities]:
-    resources: WorkerResources = await build_resources(settings)
-    try:
-        yield {activity_name(fn): fn for fn in resources.activities}
-    finally:
-        await resources.aclose()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -28,16 +28,14 @@ from temporalio.testing import ActivityEnvironment
 from tests.support.processes import cli
 from tests.support.users import activity_attempts, failure_of
 from tests.support.visibility import workflow_ids_matching
-from tests.support.workers import activity_name, running_worker
+from tests.support.workers import Activities, activities_for, running_worker
 
 from alga_worker import errors
 from alga_worker.config import Settings, load_settings
 from alga_worker.models import LicenseCountResult, LicenseUsage, LicenseUsageInput, UpdateLicenseCountRequest
-from alga_worker.runtime.worker import build_resources
 
 MGMT = uuid.UUID("00000000-0000-4000-8000-000000000001")  # 0002_management_tenant.sql
 
-Activities = dict[str, Callable[..., Any]]
 
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -55,11 +53,8 @@ def license_settings(license_env: dict[str, str]) -> Settings:
 
 @pytest.fixture
 async def acts(license_settings: Settings) -> AsyncIterator[Activities]:
-    resources = await build_resources(license_settings)
-    try:
-        yield {activity_name(fn): fn for fn in resources.activities}
-    finally:
-        await resources.aclose()
+    async with activities_for(license_settings) as found:
+        yield found
 
 
 async def new_tenant(db: Any, *, internal: int = 0, inactive: int = 0, portal: int = 0) -> uuid.UUID:

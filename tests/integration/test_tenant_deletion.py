@@ -20,7 +20,7 @@ What is proven here:
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,7 +41,7 @@ from tests.support.deletion import (
     without,
 )
 from tests.support.processes import cli
-from tests.support.workers import activity_name, running_worker
+from tests.support.workers import Activities, activities_for, running_worker
 
 from alga_worker import errors
 from alga_worker.config import Settings, load_settings
@@ -56,9 +56,8 @@ from alga_worker.models import (
     TenantDeletionStatus,
 )
 from alga_worker.runtime.devstack import find_binary
-from alga_worker.runtime.worker import build_resources, build_worker
+from alga_worker.runtime.worker import build_worker
 
-Activities = dict[str, Callable[..., Any]]
 WEEK = 7 * 24 * 3600
 
 
@@ -69,11 +68,8 @@ def deletion_settings(worker_env: dict[str, str]) -> Settings:
 
 @pytest.fixture
 async def acts(deletion_settings: Settings) -> AsyncIterator[Activities]:
-    resources = await build_resources(deletion_settings)
-    try:
-        yield {activity_name(fn): fn for fn in resources.activities}
-    finally:
-        await resources.aclose()
+    async with activities_for(deletion_settings) as found:
+        yield found
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import email
 import email.policy
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from tests.fakes.stripe_server import FakeStripeServer
 from tests.support.chaos import poll_until
 from tests.support.deletion import MGMT, doomed_tenant
-from tests.support.workers import activity_name
+from tests.support.workers import Activities, activities_for, activity_name
 
 from alga_worker import errors
 from alga_worker.config import Settings, load_settings
@@ -40,7 +40,6 @@ from alga_worker.models import (
 from alga_worker.runtime.devstack import find_binary
 from alga_worker.runtime.worker import build_resources, build_worker
 
-Activities = dict[str, Callable[..., Any]]
 SIDE_STEP_ATTEMPTS = 6  # workflows.tenant_creation.SIDE_STEP_RETRY
 
 
@@ -63,11 +62,8 @@ def side_settings(worker_env: dict[str, str], fake_stripe: FakeStripeServer) -> 
 
 @pytest.fixture
 async def acts(side_settings: Settings) -> AsyncIterator[Activities]:
-    resources = await build_resources(side_settings)
-    try:
-        yield {activity_name(fn): fn for fn in resources.activities}
-    finally:
-        await resources.aclose()
+    async with activities_for(side_settings) as found:
+        yield found
 
 
 async def _skipping(settings: Settings) -> AsyncIterator[WorkflowEnvironment]:

@@ -36,16 +36,14 @@ from temporalio.testing import ActivityEnvironment
 from tests.support.processes import cli
 from tests.support.users import activity_attempts, failure_of, provision_tenant
 from tests.support.visibility import workflow_ids_matching
-from tests.support.workers import activity_name, running_worker
+from tests.support.workers import Activities, activities_for, running_worker
 
 from alga_worker import errors
 from alga_worker.config import Settings, load_settings
 from alga_worker.db.migrate import bundled_migrations
 from alga_worker.db.tenant_export import is_secret_name, name_words, scrub_json
 from alga_worker.models import TenantExportInput, TenantExportOutcome, TenantExportResult
-from alga_worker.runtime.worker import build_resources
 
-Activities = dict[str, Callable[..., Any]]
 ACCESS_KEY, SECRET_KEY = "export-test-key", "export-test-secret"  # moto accepts any pair
 # Columns of the dev schema whose names contain a SUSPICIOUS fragment but are exported, each reviewed.
 REVIEWED_EXPORTED = {
@@ -104,11 +102,8 @@ def s3_settings(s3_env: dict[str, str]) -> Settings:
 
 @pytest.fixture
 async def acts(settings: Settings) -> AsyncIterator[Activities]:
-    resources = await build_resources(settings)
-    try:
-        yield {activity_name(fn): fn for fn in resources.activities}
-    finally:
-        await resources.aclose()
+    async with activities_for(settings) as found:
+        yield found
 
 
 async def tenant_with_secrets(acts: Activities, settings: Settings, db: Any) -> uuid.UUID:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -37,7 +37,7 @@ from tests.support.databases import scratch_database
 from tests.support.processes import cli
 from tests.support.users import activity_attempts, failure_of
 from tests.support.visibility import workflow_ids_matching
-from tests.support.workers import activity_name, running_worker
+from tests.support.workers import Activities, activities_for, activity_name, running_worker
 
 from alga_worker import errors
 from alga_worker.config import Settings, load_settings
@@ -47,7 +47,6 @@ from alga_worker.runtime.worker import build_resources
 
 MGMT = uuid.UUID("00000000-0000-4000-8000-000000000001")  # 0002_management_tenant.sql
 
-Activities = dict[str, Callable[..., Any]]
 
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -65,11 +64,8 @@ def suspension_settings(suspension_env: dict[str, str]) -> Settings:
 
 @pytest.fixture
 async def acts(suspension_settings: Settings) -> AsyncIterator[Activities]:
-    resources = await build_resources(suspension_settings)
-    try:
-        yield {activity_name(fn): fn for fn in resources.activities}
-    finally:
-        await resources.aclose()
+    async with activities_for(suspension_settings) as found:
+        yield found
 
 
 async def new_tenant(db: Any) -> uuid.UUID:

@@ -56,16 +56,21 @@ from tests.support.users import (
     users_with_email,
 )
 from tests.support.visibility import workflow_ids_matching
-from tests.support.workers import Gate, activity_name, outbox_messages, running_worker, text_body
+from tests.support.workers import (
+    Activities,
+    Gate,
+    activities_for,
+    outbox_messages,
+    running_worker,
+    text_body,
+)
 
 from alga_worker import errors
 from alga_worker.config import Settings, load_settings
 from alga_worker.models import CreateUserResult, ResendWelcomeEmailResult, UserActionResult
-from alga_worker.runtime.worker import build_resources
 
 MGMT = uuid.UUID("00000000-0000-4000-8000-000000000001")  # 0002_management_tenant.sql; the audit tenant here
 
-Activities = dict[str, Any]
 
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -83,11 +88,8 @@ def user_settings(user_env: dict[str, str]) -> Settings:
 
 @pytest.fixture
 async def acts(user_settings: Settings) -> AsyncIterator[Activities]:
-    resources = await build_resources(user_settings)
-    try:
-        yield {activity_name(fn): fn for fn in resources.activities}
-    finally:
-        await resources.aclose()
+    async with activities_for(user_settings) as found:
+        yield found
 
 
 RESULT_TYPES: dict[str, type[Any]] = {

@@ -32,6 +32,20 @@ def activity_name(fn: Callable[..., Any]) -> str:
     return definition.name
 
 
+Activities = dict[str, Callable[..., Any]]
+
+
+@contextlib.asynccontextmanager
+async def activities_for(settings: Settings) -> AsyncIterator[Activities]:
+    """The worker's real activities for ``settings`` by their registered names (pool and clients
+    closed afterwards), for tests that run one in an ``ActivityEnvironment``."""
+    resources: WorkerResources = await build_resources(settings)
+    try:
+        yield {activity_name(fn): fn for fn in resources.activities}
+    finally:
+        await resources.aclose()
+
+
 @dataclass
 class Gate:
     """One step's gate: ``entered`` is set when the step starts; the step waits for ``release``.
