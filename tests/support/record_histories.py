@@ -20,14 +20,16 @@ import asyncio
 import contextlib
 import tempfile
 import uuid
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from tests.support.data import TEST_PEPPER, tenant_request
+from tests.support.outages import wait_for
 from tests.support.workers import running_worker
 
-from alga_worker.config import load_settings
+from alga_worker.config import Settings, load_settings
 from alga_worker.converter import DATA_CONVERTER
 from alga_worker.payload_codec import data_converter
 from alga_worker.runtime.devstack import DevStack
@@ -39,33 +41,47 @@ ENCRYPTED_OUT = OUT / "encrypted"  # replayed by test_payload_encryption.py with
 # replay test reads them after a "rotation" to a new active key that still holds this one.
 OLD_KEY_ID = "old-2026"
 OLD_KEY = "b2xkLTIwMjYtdGVzdC1rZXktbm90LWEtc2VjcmV0ISE="  # base64 of b"old-2026-test-key-not-a-secret!!"
+QUEUE = "record-histories"
+MGMT = "00000000-0000-4000-8000-000000000001"  # dev migrations: 0002_management_tenant.sql
 
 
-async def main() -> None:
+@contextlib.asynccontextmanager
+async def recording_stack(**env: str) -> AsyncIterator[tuple[Client, Settings]]:
+    """An ephemeral dev stack, the worker's settings on it (``env`` added) and a client with the converter
+    those settings give (plain unless they hold payload keys)."""
     with tempfile.TemporaryDirectory() as root:
         Path(root).chmod(0o755)
         async with DevStack(Path(root) / "stack", ephemeral=True) as stack:
-            queue = "record-histories"
             settings = load_settings(stack.worker_environment(
-                ALGA_AUTH_KEY=TEST_PEPPER, TEMPORAL_TASK_QUEUE=queue, EMAIL_OUTBOX_DIR=str(Path(root) / "outbox"),
-                SECRETS_DIR=str(Path(root) / "secrets")))
-            client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
-            async with running_worker(client, settings):
-                done = await client.start_workflow("tenantCreationWorkflow", tenant_request(),
-                                                   id=f"replay-completed-{uuid.uuid4().hex[:8]}", task_queue=queue)
-                await done.result()
-                cancelled = await client.start_workflow(
-                    "tenantCreationWorkflow", tenant_request(), id=f"replay-cancelled-{uuid.uuid4().hex[:8]}",
-                    task_queue=queue, start_signal="cancel", start_signal_args=[{"reason": "replay"}])
-                with contextlib.suppress(WorkflowFailureError):
-                    await cancelled.result()
-                health = await client.start_workflow("healthCheckWorkflow", id="replay-health", task_queue=queue)
-                await health.result()
-            for name, handle in (("tenant_creation_completed", done), ("tenant_creation_cancelled", cancelled),
-                                 ("health_check", health)):
-                history = await handle.fetch_history()
-                (OUT / f"{name}.json").write_text(history.to_json())
-                print(f"wrote {name}.json ({len(history.events)} events)")
+                ALGA_AUTH_KEY=TEST_PEPPER, TEMPORAL_TASK_QUEUE=QUEUE, EMAIL_OUTBOX_DIR=str(Path(root) / "outbox"),
+                SECRETS_DIR=str(Path(root) / "secrets"), **env))
+            client = await Client.connect(stack.temporal_address, data_converter=data_converter(settings))
+            yield client, settings
+
+
+async def write_histories(handles: Iterable[tuple[str, WorkflowHandle[Any, Any]]], out: Path | None = None) -> None:
+    out = OUT if out is None else out
+    out.mkdir(exist_ok=True)
+    for name, handle in handles:
+        history = await handle.fetch_history()
+        (out / f"{name}.json").write_text(history.to_json())
+        print(f"wrote {out.relative_to(OUT.parent)}/{name}.json ({len(history.events)} events)")
+
+
+async def main() -> None:
+    async with recording_stack() as (client, settings), running_worker(client, settings):
+        done = await client.start_workflow("tenantCreationWorkflow", tenant_request(),
+                                           id=f"replay-completed-{uuid.uuid4().hex[:8]}", task_queue=QUEUE)
+        await done.result()
+        cancelled = await client.start_workflow(
+            "tenantCreationWorkflow", tenant_request(), id=f"replay-cancelled-{uuid.uuid4().hex[:8]}",
+            task_queue=QUEUE, start_signal="cancel", start_signal_args=[{"reason": "replay"}])
+        with contextlib.suppress(WorkflowFailureError):
+            await cancelled.result()
+        health = await client.start_workflow("healthCheckWorkflow", id="replay-health", task_queue=QUEUE)
+        await health.result()
+        await write_histories((("tenant_creation_completed", done), ("tenant_creation_cancelled", cancelled),
+                               ("health_check", health)))
 
 
 async def checkout() -> None:
@@ -169,132 +185,79 @@ async def users() -> None:
 
 async def suspension() -> None:
     """Issue 13's suspension pair: one tenant suspended, then resumed (each with its audit record)."""
-    mgmt = "00000000-0000-4000-8000-000000000001"
-    with tempfile.TemporaryDirectory() as root:
-        Path(root).chmod(0o755)
-        async with DevStack(Path(root) / "stack", ephemeral=True) as stack:
-            queue = "record-histories"
-            settings = load_settings(stack.worker_environment(
-                ALGA_AUTH_KEY=TEST_PEPPER, TEMPORAL_TASK_QUEUE=queue, EMAIL_OUTBOX_DIR=str(Path(root) / "outbox"),
-                SECRETS_DIR=str(Path(root) / "secrets"), MANAGEMENT_TENANT_ID=mgmt))
-            client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
-            async with running_worker(client, settings):
-                created = await client.start_workflow("tenantCreationWorkflow", tenant_request(),
-                                                      id=f"replay-suspension-tenant-{uuid.uuid4().hex[:8]}",
-                                                      task_queue=queue)
-                tenant = (await created.result())["tenantId"]
-                handles: dict[str, Any] = {}
-                for name, workflow, arg in (
-                        ("suspend_tenant", "suspendTenantWorkflow",
-                         {"tenantId": tenant, "reason": "replay", "triggeredBy": "replay"}),
-                        ("resume_tenant", "resumeTenantWorkflow",
-                         {"tenantId": tenant, "reason": "replay", "triggeredBy": "replay"})):
-                    handles[name] = await client.start_workflow(workflow, arg, task_queue=queue,
-                                                                id=f"replay-{name}-{uuid.uuid4().hex[:8]}")
-                    await handles[name].result()
-            for name, handle in handles.items():
-                history = await handle.fetch_history()
-                (OUT / f"{name}.json").write_text(history.to_json())
-                print(f"wrote {name}.json ({len(history.events)} events)")
+    async with recording_stack(MANAGEMENT_TENANT_ID=MGMT) as (client, settings), running_worker(client, settings):
+        created = await client.start_workflow("tenantCreationWorkflow", tenant_request(),
+                                              id=f"replay-suspension-tenant-{uuid.uuid4().hex[:8]}", task_queue=QUEUE)
+        tenant = (await created.result())["tenantId"]
+        handles = []
+        for name, workflow in (("suspend_tenant", "suspendTenantWorkflow"), ("resume_tenant", "resumeTenantWorkflow")):
+            arg = {"tenantId": tenant, "reason": "replay", "triggeredBy": "replay"}
+            handle = await client.start_workflow(workflow, arg, task_queue=QUEUE,
+                                                 id=f"replay-{name}-{uuid.uuid4().hex[:8]}")
+            await handle.result()
+            handles.append((name, handle))
+        await write_histories(handles)
 
 
 async def export() -> None:
     """Issue 13's export: one tenant exported into the dev stack's EXPORT_DIR, and an unknown tenant refused."""
-    with tempfile.TemporaryDirectory() as root:
-        Path(root).chmod(0o755)
-        async with DevStack(Path(root) / "stack", ephemeral=True) as stack:
-            queue = "record-histories"
-            settings = load_settings(stack.worker_environment(
-                ALGA_AUTH_KEY=TEST_PEPPER, TEMPORAL_TASK_QUEUE=queue, EMAIL_OUTBOX_DIR=str(Path(root) / "outbox"),
-                SECRETS_DIR=str(Path(root) / "secrets")))
-            client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
-            async with running_worker(client, settings):
-                created = await client.start_workflow("tenantCreationWorkflow", tenant_request(),
-                                                      id=f"replay-export-tenant-{uuid.uuid4().hex[:8]}",
-                                                      task_queue=queue)
-                tenant = (await created.result())["tenantId"]
-                written = await client.start_workflow(
-                    "tenantExportWorkflow", {"tenantId": tenant, "requestedBy": "replay", "reason": "replay"},
-                    id=f"replay-tenant-export-{uuid.uuid4().hex[:8]}", task_queue=queue)
-                await written.result()
-                unknown = await client.start_workflow(
-                    "tenantExportWorkflow", {"tenantId": str(uuid.uuid4())},
-                    id=f"replay-tenant-export-unknown-{uuid.uuid4().hex[:8]}", task_queue=queue)
-                with contextlib.suppress(WorkflowFailureError):
-                    await unknown.result()
-            for name, handle in (("tenant_export", written), ("tenant_export_unknown_tenant", unknown)):
-                history = await handle.fetch_history()
-                (OUT / f"{name}.json").write_text(history.to_json())
-                print(f"wrote {name}.json ({len(history.events)} events)")
+    async with recording_stack() as (client, settings), running_worker(client, settings):
+        created = await client.start_workflow("tenantCreationWorkflow", tenant_request(),
+                                              id=f"replay-export-tenant-{uuid.uuid4().hex[:8]}", task_queue=QUEUE)
+        tenant = (await created.result())["tenantId"]
+        written = await client.start_workflow(
+            "tenantExportWorkflow", {"tenantId": tenant, "requestedBy": "replay", "reason": "replay"},
+            id=f"replay-tenant-export-{uuid.uuid4().hex[:8]}", task_queue=QUEUE)
+        await written.result()
+        unknown = await client.start_workflow(
+            "tenantExportWorkflow", {"tenantId": str(uuid.uuid4())},
+            id=f"replay-tenant-export-unknown-{uuid.uuid4().hex[:8]}", task_queue=QUEUE)
+        with contextlib.suppress(WorkflowFailureError):
+            await unknown.result()
+        await write_histories((("tenant_export", written), ("tenant_export_unknown_tenant", unknown)))
 
 
 async def deletion() -> None:
     """Issue 13's deletion: one tenant confirmed and deleted (grace period 0), one rolled back while it waits."""
-    with tempfile.TemporaryDirectory() as root:
-        Path(root).chmod(0o755)
-        async with DevStack(Path(root) / "stack", ephemeral=True) as stack:
-            queue = "record-histories"
-            settings = load_settings(stack.worker_environment(
-                ALGA_AUTH_KEY=TEST_PEPPER, TEMPORAL_TASK_QUEUE=queue, EMAIL_OUTBOX_DIR=str(Path(root) / "outbox"),
-                SECRETS_DIR=str(Path(root) / "secrets"), MANAGEMENT_TENANT_ID="00000000-0000-4000-8000-000000000001"))
-            client = await Client.connect(stack.temporal_address, data_converter=DATA_CONVERTER)
-            handles = {}
-            async with running_worker(client, settings):
-                for name, signal, args in (
-                        ("tenant_deletion_deleted", "confirmDeletion", {"type": "immediate", "confirmedBy": "replay"}),
-                        ("tenant_deletion_rolled_back", "rollbackDeletion",
-                         {"reason": "replay", "rolledBackBy": "replay"})):
-                    # Its own client name: each tenant gets its customer client (and so the Canceled tag).
-                    created = await client.start_workflow("tenantCreationWorkflow",
-                                                          tenant_request(clientName=f"Replay {name}"),
-                                                          id=f"replay-deletion-tenant-{uuid.uuid4().hex[:8]}",
-                                                          task_queue=queue)
-                    tenant = (await created.result())["tenantId"]
-                    handle = await client.start_workflow(
-                        "tenantDeletionWorkflow",
-                        {"tenantId": tenant, "triggerSource": "nineminds_extension", "reason": "replay",
-                         "gracePeriodSeconds": 0 if signal == "confirmDeletion" else 3600},
-                        id=f"tenant-deletion-{tenant}", task_queue=queue)
-                    while True:
-                        state = await handle.query("getState")
-                        if state and state["status"] == "awaiting_confirmation":
-                            break
-                        await asyncio.sleep(0.1)
-                    await handle.signal(signal, args)
-                    await handle.result()
-                    handles[name] = handle
-            for name, handle in handles.items():
-                history = await handle.fetch_history()
-                (OUT / f"{name}.json").write_text(history.to_json())
-                print(f"wrote {name}.json ({len(history.events)} events)")
+    handles = []
+    async with recording_stack(MANAGEMENT_TENANT_ID=MGMT) as (client, settings), running_worker(client, settings):
+        for name, signal, args in (
+                ("tenant_deletion_deleted", "confirmDeletion", {"type": "immediate", "confirmedBy": "replay"}),
+                ("tenant_deletion_rolled_back", "rollbackDeletion", {"reason": "replay", "rolledBackBy": "replay"})):
+            # Its own client name: each tenant gets its customer client (and so the Canceled tag).
+            created = await client.start_workflow("tenantCreationWorkflow", tenant_request(clientName=f"Replay {name}"),
+                                                  id=f"replay-deletion-tenant-{uuid.uuid4().hex[:8]}", task_queue=QUEUE)
+            tenant = (await created.result())["tenantId"]
+            handle = await client.start_workflow(
+                "tenantDeletionWorkflow",
+                {"tenantId": tenant, "triggerSource": "nineminds_extension", "reason": "replay",
+                 "gracePeriodSeconds": 0 if signal == "confirmDeletion" else 3600},
+                id=f"tenant-deletion-{tenant}", task_queue=QUEUE)
+            await wait_for(f"{name} to await its confirmation", lambda h=handle: _awaiting(h), timeout=60)
+            await handle.signal(signal, args)
+            await handle.result()
+            handles.append((name, handle))
+        await write_histories(handles)
+
+
+async def _awaiting(handle: WorkflowHandle[Any, Any]) -> bool:
+    state = await handle.query("getState")
+    return bool(state and state["status"] == "awaiting_confirmation")
 
 
 async def encrypted() -> None:
     """A provisioning and a refused send-email run on a worker and client encrypting under old-2026."""
-    with tempfile.TemporaryDirectory() as root:
-        Path(root).chmod(0o755)
-        async with DevStack(Path(root) / "stack", ephemeral=True) as stack:
-            queue = "record-histories"
-            settings = load_settings(stack.worker_environment(
-                ALGA_AUTH_KEY=TEST_PEPPER, TEMPORAL_TASK_QUEUE=queue, EMAIL_OUTBOX_DIR=str(Path(root) / "outbox"),
-                SECRETS_DIR=str(Path(root) / "secrets"), PAYLOAD_KEYS=f"{OLD_KEY_ID}:{OLD_KEY}",
-                PAYLOAD_ACTIVE_KEY_ID=OLD_KEY_ID))
-            client = await Client.connect(stack.temporal_address, data_converter=data_converter(settings))
-            async with running_worker(client, settings):
-                done = await client.start_workflow("tenantCreationWorkflow", tenant_request(),
-                                                   id=f"replay-encrypted-{uuid.uuid4().hex[:8]}", task_queue=queue)
-                await done.result()
-                refused = await client.start_workflow(
-                    "sendEmailWorkflow", {"template": "no_such_template", "to": ["ops@example-msp.com"],
-                                          "variables": {}},
-                    id=f"replay-encrypted-refused-{uuid.uuid4().hex[:8]}", task_queue=queue)
-                with contextlib.suppress(WorkflowFailureError):
-                    await refused.result()
-            ENCRYPTED_OUT.mkdir(exist_ok=True)
-            for name, handle in (("tenant_creation_completed", done), ("send_email_refused", refused)):
-                history = await handle.fetch_history()
-                (ENCRYPTED_OUT / f"{name}.json").write_text(history.to_json())
-                print(f"wrote encrypted/{name}.json ({len(history.events)} events)")
+    keys = {"PAYLOAD_KEYS": f"{OLD_KEY_ID}:{OLD_KEY}", "PAYLOAD_ACTIVE_KEY_ID": OLD_KEY_ID}
+    async with recording_stack(**keys) as (client, settings), running_worker(client, settings):
+        done = await client.start_workflow("tenantCreationWorkflow", tenant_request(),
+                                           id=f"replay-encrypted-{uuid.uuid4().hex[:8]}", task_queue=QUEUE)
+        await done.result()
+        refused = await client.start_workflow(
+            "sendEmailWorkflow", {"template": "no_such_template", "to": ["ops@example-msp.com"], "variables": {}},
+            id=f"replay-encrypted-refused-{uuid.uuid4().hex[:8]}", task_queue=QUEUE)
+        with contextlib.suppress(WorkflowFailureError):
+            await refused.result()
+        await write_histories((("tenant_creation_completed", done), ("send_email_refused", refused)), ENCRYPTED_OUT)
 
 
 if __name__ == "__main__":
