@@ -25,7 +25,7 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
-from tests.support.processes import cli
+from tests.support.processes import cells, cli
 from tests.support.users import activity_attempts, failure_of
 from tests.support.visibility import workflow_ids_matching
 from tests.support.workers import Activities, activities_for, running_worker
@@ -225,16 +225,6 @@ async def test_activities_refuse_an_unknown_tenant(acts) -> None:
 
 # ---------------------------------------------------------------- the CLI
 
-
-
-def cells(out: str) -> dict[str, str]:
-    """The two-column rows of a rich table, label -> value."""
-    rows: dict[str, str] = {}
-    for line in out.splitlines():
-        parts = [p.strip() for p in re.split(r"[│|]", line) if p.strip()]
-        if len(parts) == 2:
-            rows[parts[0]] = parts[1]
-    return rows
 
 
 async def test_cli_usage_and_set(client, license_settings, license_env, db) -> None:

@@ -23,7 +23,6 @@ What is proven here:
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -34,7 +33,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from tests.support.databases import scratch_database
-from tests.support.processes import cli
+from tests.support.processes import cells, cli
 from tests.support.users import activity_attempts, failure_of
 from tests.support.visibility import workflow_ids_matching
 from tests.support.workers import Activities, activities_for, activity_name, running_worker
@@ -353,16 +352,6 @@ async def test_an_alga_version_without_the_columns_starts_but_refuses_suspension
 
 
 # ---------------------------------------------------------------- the CLI
-
-
-def cells(out: str) -> dict[str, str]:
-    """The two-column rows of a rich table, label -> value."""
-    rows: dict[str, str] = {}
-    for line in out.splitlines():
-        parts = [p.strip() for p in re.split(r"[│|]", line) if p.strip()]
-        if len(parts) == 2:
-            rows[parts[0]] = parts[1]
-    return rows
 
 
 async def test_cli_suspend_and_resume(client, suspension_settings, suspension_env, db) -> None:

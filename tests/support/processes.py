@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -77,6 +78,16 @@ def start_worker(env: dict[str, str], log_path: Path, *args: str) -> WorkerProce
 
 # Variables of the developer's shell that would leak into a CLI's configuration: tests pass their own.
 CONFIG_PREFIXES: tuple[str, ...] = ("TEMPORAL_", "DB_", "EMAIL_", "ALGA_", "NM", "INTERNAL_")
+
+
+def cells(out: str) -> dict[str, str]:
+    """The two-column rows of a rich table in a command's output, label -> value."""
+    rows: dict[str, str] = {}
+    for line in out.splitlines():
+        parts = [p.strip() for p in re.split(r"[│|]", line) if p.strip()]
+        if len(parts) == 2:
+            rows[parts[0]] = parts[1]
+    return rows
 
 
 async def cli(env: dict[str, str], *args: str, timeout: float = 120) -> tuple[int, str, str]:
