@@ -112,7 +112,7 @@ class TenantDeletionActivities:
                       scheduled_deletion_date, workflow_id, workflow_run_id, status, stats_snapshot)
                    VALUES (%s, %s, %s, %s, %s, now(), %s, %s, %s, 'pending', %s)
                    ON CONFLICT (deletion_id) DO NOTHING""",
-                (req.deletion_id, req.tenant_id, req.trigger_source.value, _uuid_or_none(req.triggered_by),
+                (req.deletion_id, req.tenant_id, req.trigger_source.value, users_sql.actor_user_id(req.triggered_by),
                  req.subscription_external_id, req.scheduled_deletion_date, req.workflow_id, req.workflow_run_id,
                  Jsonb(snapshot)))
         log.info("pending tenant deletion recorded", extra={"tenant_id": str(req.tenant_id),
@@ -134,7 +134,7 @@ class TenantDeletionActivities:
             params.append(req.confirmation_type)
         if req.confirmed_by is not None:
             sets += ["confirmed_by = %s", "confirmed_at = coalesce(confirmed_at, now())"]
-            params.append(_uuid_or_none(req.confirmed_by))
+            params.append(users_sql.actor_user_id(req.confirmed_by))
         if req.deletion_scheduled_for is not None:
             sets.append("deletion_scheduled_for = %s")
             params.append(req.deletion_scheduled_for)
@@ -143,7 +143,7 @@ class TenantDeletionActivities:
             params.append(req.rollback_reason)
         if req.rolled_back_by is not None:
             sets += ["rolled_back_by = %s", "rolled_back_at = coalesce(rolled_back_at, now())"]
-            params.append(_uuid_or_none(req.rolled_back_by))
+            params.append(users_sql.actor_user_id(req.rolled_back_by))
         if req.error is not None:
             sets.append("error = %s")
             params.append(req.error[:4000])
@@ -338,12 +338,3 @@ def _schema_mismatch() -> ApplicationError:
     return ApplicationError(
         "the database has no pending_tenant_deletions table (Alga PSA EE's record of tenant deletions): run "
         "Alga's EE migrations first", {"missing": [sql.PENDING]}, type=errors.SCHEMA_MISMATCH, non_retryable=True)
-
-
-def _uuid_or_none(value: str | None) -> UUID | None:
-    if value is None:
-        return None
-    try:
-        return UUID(value)
-    except ValueError:
-        return None
